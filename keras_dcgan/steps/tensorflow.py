@@ -1,0 +1,43 @@
+"""The DCGAN training step on the TensorFlow backend.
+
+Keras runs this step inside a `tf.function`, so it may read and assign
+variables directly. The phases match `steps/jax.py` one for one.
+"""
+
+import tensorflow as tf
+
+from keras_dcgan import losses
+from keras_dcgan.steps.common import real_images_from_batch
+
+
+def train_step(model, data):
+    """Run one adversarial step on a batch and return the running logs."""
+    # Phase 1: real images and a noise batch of the same size.
+    real_images = real_images_from_batch(data)
+    batch_size = tf.shape(real_images)[0]
+    noise = model.sample_noise(batch_size)
+
+    # Phase 2: one forward pass of both networks, and both losses.
+    with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
+        generated_images = model.generator(noise, training=True)
+        real_logits = model.discriminator(real_images, training=True)
+        fake_logits = model.discriminator(generated_images, training=True)
+        d_loss = losses.discriminator_loss(
+            model.loss_fn, real_logits, fake_logits
+        )
+        g_loss = losses.generator_loss(model.loss_fn, fake_logits)
+
+    # Phase 3: each network's gradients from its own loss.
+    d_variables = model.discriminator.trainable_variables
+    g_variables = model.generator.trainable_variables
+    d_grads = d_tape.gradient(d_loss, d_variables)
+    g_grads = g_tape.gradient(g_loss, g_variables)
+
+    # Phase 4: each optimizer updates its own network.
+    model.d_optimizer.apply_gradients(zip(d_grads, d_variables))
+    model.g_optimizer.apply_gradients(zip(g_grads, g_variables))
+
+    # Phase 5: running means of both losses over the epoch.
+    model.d_loss_tracker.update_state(d_loss)
+    model.g_loss_tracker.update_state(g_loss)
+    return {metric.name: metric.result() for metric in model.metrics}
