@@ -1,0 +1,140 @@
+"""Train the reference DCGAN on MNIST.
+
+This reproduces the TensorFlow DCGAN tutorial with `DCGAN.fit`: pixels
+scaled to [-1, 1], batches of 256, Adam(1e-4) for each network, a 4x4 grid
+of images after every epoch, a checkpoint every 15 epochs and an animated
+GIF at the end. Choose the backend with the environment variable:
+
+    KERAS_BACKEND=jax python examples/mnist.py --data ../shared/data/mnist.npz
+    KERAS_BACKEND=tensorflow python examples/mnist.py --data ...
+
+A run whose output folder already holds checkpoints resumes from the
+newest one.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import keras
+
+import keras_dcgan
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Train the reference DCGAN on MNIST with DCGAN.fit()."
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=100,
+        help="total number of epochs to train (default: 100)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256,
+        help="images per training step (default: 256)",
+    )
+    parser.add_argument(
+        "--data", default=None,
+        help="path of a local mnist.npz; without it keras.datasets "
+        "downloads MNIST",
+    )
+    parser.add_argument(
+        "--output", default="runs/mnist",
+        help="folder for the image grids, the GIF and the checkpoints "
+        "(default: runs/mnist)",
+    )
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=None,
+        help="training steps per epoch, for a short run (default: one pass "
+        "over the data, 235 steps at batch 256)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=15,
+        help="epochs between checkpoints (default: 15)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the weights, the training noise and the grid noise "
+        "(default: 0)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="allow writing into an output folder that holds image grids "
+        "but no checkpoint to resume from",
+    )
+    parser.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1,
+        help="Keras progress output: 0 silent, 1 progress bar, 2 one line "
+        "per epoch (default: 1)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for name in ("epochs", "batch_size", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            sys.exit(f"error: --{name.replace('_', '-')} must be at least 1")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        sys.exit("error: --steps-per-epoch must be at least 1")
+
+    image_dir = os.path.join(args.output, "images")
+    checkpoint_dir = os.path.join(args.output, "training_checkpoints")
+    has_checkpoint = keras_dcgan.latest_checkpoint(checkpoint_dir) is not None
+    has_images = os.path.isdir(image_dir) and any(
+        name.endswith(".png") for name in os.listdir(image_dir)
+    )
+    if has_images and not has_checkpoint and not args.overwrite:
+        sys.exit(
+            f"error: {image_dir} already holds image grids of another run "
+            "and there is no checkpoint to resume from. Pass a new --output "
+            "folder, or --overwrite to replace them."
+        )
+
+    keras.utils.set_random_seed(args.seed)
+    images = keras_dcgan.load_mnist(args.data)
+
+    model = keras_dcgan.DCGAN(
+        keras_dcgan.build_generator(),
+        keras_dcgan.build_discriminator(),
+        seed=args.seed,
+    )
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(1e-4),
+        g_optimizer=keras.optimizers.Adam(1e-4),
+    )
+    initial_epoch = 0
+    if has_checkpoint:
+        initial_epoch = keras_dcgan.restore_checkpoint(model, checkpoint_dir)
+        print(f"Resuming from the checkpoint after epoch {initial_epoch}.")
+    if initial_epoch >= args.epochs:
+        print(f"Already trained for {initial_epoch} epochs; nothing to do.")
+        return
+
+    start = time.perf_counter()
+    model.fit(
+        images,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=args.steps_per_epoch,
+        verbose=args.verbose,
+        callbacks=[
+            keras_dcgan.GANMonitor(output_dir=image_dir, seed=args.seed),
+            keras_dcgan.GANCheckpoint(
+                directory=checkpoint_dir, every_n_epochs=args.checkpoint_every
+            ),
+        ],
+    )
+    elapsed = time.perf_counter() - start
+    epochs_run = args.epochs - initial_epoch
+    print(
+        f"Trained {epochs_run} epochs on {keras.backend.backend()} in "
+        f"{elapsed:.1f} s ({elapsed / epochs_run:.1f} s per epoch). "
+        f"Grids and GIF: {image_dir}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Callbacks that save image grids and checkpoints during `fit`.
+
+Both read the networks through `self.model` at each call. On JAX, Keras
+holds the live variable values outside the model during an epoch and
+writes them back before `on_epoch_end`, so a reference kept from an
+earlier call would show stale weights.
+"""
+
+import glob
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+
+from keras_dcgan import checkpoints, plotting
+
+logger = logging.getLogger(__name__)
+
+
+class GANMonitor(keras.callbacks.Callback):
+    """Save a grid of generated images after every epoch.
+
+    The grid shows the generator's output, in inference mode, for one fixed
+    batch of noise vectors drawn with NumPy from `seed`, so grids of
+    different epochs and of different backends show the same noise. Files
+    are named `image_at_epoch_NNNN.png` with epochs counted from 1.
+
+    Args:
+        output_dir: Folder of the grids, created if missing. Defaults to
+            `"images"`.
+        num_images: Images per grid, a square number. Defaults to `16`, a
+            4x4 grid.
+        seed: Seed of the fixed noise. Defaults to `0`.
+        gif_name: File name, inside `output_dir`, of an animated GIF of all
+            grids in the folder, written at the end of training. Defaults
+            to `"dcgan.gif"`. `None` writes no GIF.
+        frame_duration_ms: Display time of each GIF frame in
+            milliseconds. Defaults to `200`.
+    """
+
+    def __init__(
+        self,
+        output_dir="images",
+        num_images=16,
+        seed=0,
+        gif_name="dcgan.gif",
+        frame_duration_ms=200,
+    ):
+        super().__init__()
+        if (
+            not isinstance(num_images, int)
+            or num_images < 1
+            or math.isqrt(num_images) ** 2 != num_images
+        ):
+            raise ValueError(
+                "Invalid `num_images`: expected a square number such as 4, "
+                f"16 or 64, to fill a square grid. Received: "
+                f"num_images={num_images!r}."
+            )
+        self.output_dir = output_dir
+        self.num_images = num_images
+        self.seed = seed
+        self.gif_name = gif_name
+        self.frame_duration_ms = frame_duration_ms
+        self.noise = None
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.output_dir, exist_ok=True)
+        rng = np.random.default_rng(self.seed)
+        self.noise = rng.standard_normal(
+            (self.num_images, self.model.latent_dim)
+        ).astype("float32")
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = self.model.generate_from_noise(self.noise)
+        plotting.save_image_grid(images, self.image_path(epoch + 1))
+
+    def on_train_end(self, logs=None):
+        if self.gif_name is None:
+            return
+        frame_paths = sorted(
+            glob.glob(os.path.join(self.output_dir, "image_at_epoch_*.png"))
+        )
+        if frame_paths:
+            plotting.save_gif(
+                frame_paths,
+                os.path.join(self.output_dir, self.gif_name),
+                self.frame_duration_ms,
+            )
+
+    def image_path(self, epoch):
+        """Return the path of the grid saved after `epoch` (1-based)."""
+        return os.path.join(self.output_dir, f"image_at_epoch_{epoch:04d}.png")
+
+
+class GANCheckpoint(keras.callbacks.Callback):
+    """Save the whole training state every `every_n_epochs` epochs.
+
+    Each checkpoint is a `.keras` file written atomically, see
+    `keras_dcgan.checkpoints`, and logged at INFO level on the
+    `keras_dcgan.callbacks` logger. Epochs count from 1 and include
+    `initial_epoch`, so a run resumed at epoch 15 with the default saves
+    after epochs 30, 45 and so on. Resume with `restore_checkpoint`.
+
+    Args:
+        directory: Folder of the checkpoints, created if missing. It is
+            checked for write access when training begins. Defaults to
+            `"training_checkpoints"`.
+        every_n_epochs: Epochs between checkpoints. Defaults to `15`.
+        max_to_keep: Number of newest checkpoints kept. Defaults to `5`.
+            `None` keeps all.
+    """
+
+    def __init__(
+        self,
+        directory="training_checkpoints",
+        every_n_epochs=15,
+        max_to_keep=5,
+    ):
+        super().__init__()
+        if isinstance(every_n_epochs, bool) or not isinstance(
+            every_n_epochs, int
+        ) or every_n_epochs < 1:
+            raise ValueError(
+                "Invalid `every_n_epochs`: expected a positive integer. "
+                f"Received: every_n_epochs={every_n_epochs!r}."
+            )
+        if max_to_keep is not None and (
+            not isinstance(max_to_keep, int) or max_to_keep < 1
+        ):
+            raise ValueError(
+                "Invalid `max_to_keep`: expected a positive integer or None "
+                f"to keep all. Received: max_to_keep={max_to_keep!r}."
+            )
+        self.directory = directory
+        self.every_n_epochs = every_n_epochs
+        self.max_to_keep = max_to_keep
+        self.saved_epochs = []
+
+    def on_train_begin(self, logs=None):
+        checkpoints.check_writable(self.directory)
+
+    def on_epoch_end(self, epoch, logs=None):
+        completed_epochs = epoch + 1
+        if completed_epochs % self.every_n_epochs != 0:
+            return
+        path = checkpoints.save_checkpoint(
+            self.model, self.directory, completed_epochs, self.max_to_keep
+        )
+        self.saved_epochs.append(completed_epochs)
+        logger.info("Epoch %d: saved checkpoint %s", completed_epochs, path)

@@ -1,0 +1,94 @@
+"""Loading MNIST as DCGAN training images."""
+
+import os
+
+import keras
+import numpy as np
+
+_SPLITS = ("train", "test", "all")
+_MNIST_KEYS = ("x_train", "x_test")
+
+
+def scale_images(images):
+    """Scale uint8 pixels in 0..255 to float32 in [-1, 1]: (x - 127.5) / 127.5."""
+    return (np.asarray(images, dtype="float32") - 127.5) / 127.5
+
+
+def load_mnist(path=None, split="train"):
+    """Load MNIST digits as float32 images in [-1, 1].
+
+    Args:
+        path: A local `mnist.npz` in the layout of
+            `keras.datasets.mnist`, with uint8 arrays `x_train` and
+            `x_test`. Defaults to `None`, which uses
+            `keras.datasets.mnist.load_data()` and so downloads the file
+            on first use.
+        split: `"train"` (60,000 images), `"test"` (10,000) or `"all"`.
+            Defaults to `"train"`.
+
+    Returns:
+        A float32 array of shape `(N, 28, 28, 1)` scaled with
+        `(x - 127.5) / 127.5`.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file is not in the MNIST layout, or `split` is
+            invalid.
+        RuntimeError: if the download fails.
+    """
+    if split not in _SPLITS:
+        raise ValueError(
+            f"Invalid `split`: expected one of {_SPLITS}. "
+            f"Received: split={split!r}."
+        )
+    if path is None:
+        x_train, x_test = _download_mnist()
+    else:
+        x_train, x_test = _read_mnist_file(path)
+
+    if split == "train":
+        pixels = x_train
+    elif split == "test":
+        pixels = x_test
+    else:
+        pixels = np.concatenate([x_train, x_test])
+    return scale_images(pixels)[..., np.newaxis]
+
+
+def _download_mnist():
+    try:
+        (x_train, _), (x_test, _) = keras.datasets.mnist.load_data()
+    except Exception as error:
+        # Keras raises several types here (URLError, an Exception naming
+        # the URL, OSError), so they are all turned into one message.
+        raise RuntimeError(
+            f"Failed to download MNIST with keras.datasets.mnist ({error}). "
+            "Without internet access, pass a local copy instead: "
+            "load_mnist(path='path/to/mnist.npz')."
+        ) from error
+    return x_train, x_test
+
+
+def _read_mnist_file(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"MNIST file not found: {path!r}. Pass the path of an existing "
+            "mnist.npz, or path=None to download it with keras.datasets."
+        )
+    with np.load(path) as arrays:
+        missing = [key for key in _MNIST_KEYS if key not in arrays.files]
+        if missing:
+            raise ValueError(
+                f"Invalid MNIST file {path!r}: missing arrays {missing}. "
+                f"Expected the keras.datasets.mnist layout with {_MNIST_KEYS}. "
+                f"Found: {sorted(arrays.files)}."
+            )
+        x_train = arrays["x_train"]
+        x_test = arrays["x_test"]
+    for name, pixels in (("x_train", x_train), ("x_test", x_test)):
+        if pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+            raise ValueError(
+                f"Invalid MNIST file {path!r}: expected `{name}` of shape "
+                f"(N, 28, 28). Found shape {pixels.shape}."
+            )
+    return x_train, x_test

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny networks so every test runs in seconds.
+
+The backend comes from `KERAS_BACKEND`, set by the nox session.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_dcgan import DCGAN, build_discriminator, build_generator
+
+IMAGE_SHAPE = (8, 8, 1)
+LATENT_DIM = 6
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_PATH = os.path.join(REPO_ROOT, "..", "shared", "data", "mnist.npz")
+
+requires_mnist = pytest.mark.skipif(
+    not os.path.isfile(MNIST_PATH),
+    reason=f"the MNIST file {MNIST_PATH} is absent",
+)
+
+
+def make_model(seed=0, dropout_rate=0.3, model_class=DCGAN, learning_rate=1e-3):
+    """Build and compile a tiny DCGAN with reproducible weights."""
+    keras.utils.set_random_seed(seed)
+    model = model_class(
+        build_generator(LATENT_DIM, IMAGE_SHAPE, base_filters=4),
+        build_discriminator(
+            IMAGE_SHAPE, base_filters=4, dropout_rate=dropout_rate
+        ),
+        seed=seed,
+    )
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(learning_rate),
+        g_optimizer=keras.optimizers.Adam(learning_rate),
+    )
+    return model
+
+
+def make_images(count, seed=0):
+    """Return `count` float32 images in [-1, 1] of the tiny shape."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, (count, *IMAGE_SHAPE)).astype("float32")
+
+
+def to_numpy(values):
+    return [keras.ops.convert_to_numpy(value) for value in values]
+
+
+@pytest.fixture
+def images():
+    return make_images(32)
