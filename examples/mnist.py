@@ -27,44 +27,60 @@ def parse_args(argv=None):
         description="Train the reference DCGAN on MNIST with DCGAN.fit()."
     )
     parser.add_argument(
-        "--epochs", type=int, default=100,
+        "--epochs",
+        type=int,
+        default=100,
         help="total number of epochs to train (default: 100)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=256,
+        "--batch-size",
+        type=int,
+        default=256,
         help="images per training step (default: 256)",
     )
     parser.add_argument(
-        "--data", default=None,
+        "--data",
+        default=None,
         help="path of a local mnist.npz; without it keras.datasets "
         "downloads MNIST",
     )
     parser.add_argument(
-        "--output", default="runs/mnist",
+        "--output",
+        default="runs/mnist",
         help="folder for the image grids, the GIF and the checkpoints "
         "(default: runs/mnist)",
     )
     parser.add_argument(
-        "--steps-per-epoch", type=int, default=None,
+        "--steps-per-epoch",
+        type=int,
+        default=None,
         help="training steps per epoch, for a short run (default: one pass "
         "over the data, 235 steps at batch 256)",
     )
     parser.add_argument(
-        "--checkpoint-every", type=int, default=15,
+        "--checkpoint-every",
+        type=int,
+        default=15,
         help="epochs between checkpoints (default: 15)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0,
+        "--seed",
+        type=int,
+        default=0,
         help="seed of the weights, the training noise and the grid noise "
         "(default: 0)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="allow writing into an output folder that holds image grids "
         "but no checkpoint to resume from",
     )
     parser.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2), default=1,
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
         help="Keras progress output: 0 silent, 1 progress bar, 2 one line "
         "per epoch (default: 1)",
     )

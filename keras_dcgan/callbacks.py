@@ -120,9 +120,11 @@ class GANCheckpoint(keras.callbacks.Callback):
         max_to_keep=5,
     ):
         super().__init__()
-        if isinstance(every_n_epochs, bool) or not isinstance(
-            every_n_epochs, int
-        ) or every_n_epochs < 1:
+        if (
+            isinstance(every_n_epochs, bool)
+            or not isinstance(every_n_epochs, int)
+            or every_n_epochs < 1
+        ):
             raise ValueError(
                 "Invalid `every_n_epochs`: expected a positive integer. "
                 f"Received: every_n_epochs={every_n_epochs!r}."

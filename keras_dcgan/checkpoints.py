@@ -30,7 +30,9 @@ def list_checkpoints(directory):
     for name in os.listdir(directory):
         match = _CHECKPOINT_PATTERN.match(name)
         if match:
-            checkpoints.append((int(match.group(1)), os.path.join(directory, name)))
+            checkpoints.append(
+                (int(match.group(1)), os.path.join(directory, name))
+            )
     return sorted(checkpoints)
 
 

@@ -10,7 +10,10 @@ _MNIST_KEYS = ("x_train", "x_test")
 
 
 def scale_images(images):
-    """Scale uint8 pixels in 0..255 to float32 in [-1, 1]: (x - 127.5) / 127.5."""
+    """Scale uint8 pixels in 0..255 to float32 in [-1, 1].
+
+    The scaling is `(x - 127.5) / 127.5`, as in the TensorFlow DCGAN tutorial.
+    """
     return (np.asarray(images, dtype="float32") - 127.5) / 127.5
 
 

@@ -115,9 +115,7 @@ class DCGAN(keras.Model):
         self._dcgan_compile_kwargs = dict(kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
-        self.loss_fn = (
-            losses.default_loss_fn() if loss_fn is None else loss_fn
-        )
+        self.loss_fn = losses.default_loss_fn() if loss_fn is None else loss_fn
         self.optimizer = OptimizerPair(
             d_optimizer, g_optimizer, self.discriminator, self.generator
         )
@@ -156,9 +154,11 @@ class DCGAN(keras.Model):
             A float32 NumPy array of shape `(num_images, *image_shape)`
             with values in [-1, 1].
         """
-        if isinstance(num_images, bool) or not isinstance(
-            num_images, (int, np.integer)
-        ) or num_images < 1:
+        if (
+            isinstance(num_images, bool)
+            or not isinstance(num_images, (int, np.integer))
+            or num_images < 1
+        ):
             raise ValueError(
                 "Invalid `num_images`: expected a positive integer. "
                 f"Received: num_images={num_images!r}."

@@ -94,9 +94,7 @@ def test_compile_rejects_plain_optimizer_argument():
         build_discriminator(IMAGE_SHAPE),
     )
     with pytest.raises(ValueError, match="Invalid argument `optimizer`"):
-        model.compile(
-            d_optimizer="adam", g_optimizer="adam", optimizer="adam"
-        )
+        model.compile(d_optimizer="adam", g_optimizer="adam", optimizer="adam")
 
 
 def test_fit_before_compile_rejected(images):
@@ -218,7 +216,9 @@ def _losses(model, real_images, noise):
     fake_logits = model.discriminator(generated, training=True)
     ones = keras.ops.ones_like(real_logits)
     zeros = keras.ops.zeros_like(fake_logits)
-    d_loss = model.loss_fn(ones, real_logits) + model.loss_fn(zeros, fake_logits)
+    d_loss = model.loss_fn(ones, real_logits) + model.loss_fn(
+        zeros, fake_logits
+    )
     g_loss = model.loss_fn(ones, fake_logits)
     return float(d_loss), float(g_loss)
 
@@ -316,7 +316,9 @@ class _ListBatches(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index):
-        batch = self.images[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = self.images[
+            index * self.batch_size : (index + 1) * self.batch_size
+        ]
         return [batch, np.zeros(len(batch), dtype="int32")]
 
 
@@ -362,7 +364,10 @@ def test_history_is_mean_of_batch_losses():
     for _ in range(2):
         for start in range(0, 20, 8):
             logs = batch_model.fit(
-                images[start : start + 8], batch_size=8, shuffle=False, verbose=0
+                images[start : start + 8],
+                batch_size=8,
+                shuffle=False,
+                verbose=0,
             ).history
             batch_losses["d_loss"].append(logs["d_loss"][0])
             batch_losses["g_loss"].append(logs["g_loss"][0])
@@ -425,9 +430,13 @@ def test_keras_file_round_trip(tmp_path, images):
         (model.g_optimizer, loaded.g_optimizer),
     ):
         assert int(restored.iterations) == 4
-        for a, b in zip(to_numpy(original.variables), to_numpy(restored.variables)):
+        for a, b in zip(
+            to_numpy(original.variables), to_numpy(restored.variables)
+        ):
             np.testing.assert_array_equal(a, b)
-    for a, b in zip(to_numpy(model.seed_states()), to_numpy(loaded.seed_states())):
+    for a, b in zip(
+        to_numpy(model.seed_states()), to_numpy(loaded.seed_states())
+    ):
         np.testing.assert_array_equal(a, b)
 
 

@@ -104,7 +104,9 @@ def train_step(model, state, data):
 
 def _select(all_variables, all_values, wanted_variables):
     positions = {id(variable): i for i, variable in enumerate(all_variables)}
-    return [all_values[positions[id(variable)]] for variable in wanted_variables]
+    return [
+        all_values[positions[id(variable)]] for variable in wanted_variables
+    ]
 
 
 def _merge(all_variables, all_values, updates):

@@ -1,0 +1,51 @@
+"""Development sessions: `nox -s lint tests` is what CI runs.
+
+Arguments after `--` go to pytest, for example `nox -s tests -- -k fit`.
+"""
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests"]
+
+BACKENDS = ["tensorflow", "jax"]
+# Both backends are installed in every test session: the JAX session also
+# feeds tf.data pipelines, and the cross-backend test runs both.
+INSTALL = ".[tensorflow,jax,test]"
+
+
+@nox.session
+def lint(session):
+    """Check style and common mistakes with ruff."""
+    session.install("ruff>=0.6")
+    session.run(
+        "ruff", "check", "keras_dcgan", "tests", "examples", "benchmarks"
+    )
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def tests(session, backend):
+    """Run the default test suite on one Keras backend."""
+    session.install(INSTALL)
+    session.run(
+        "pytest",
+        "-m",
+        "not slow",
+        *session.posargs,
+        env={"KERAS_BACKEND": backend},
+    )
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def slow(session, backend):
+    """Run the slow tests, such as training on the full MNIST set."""
+    session.install(INSTALL)
+    session.run(
+        "pytest",
+        "-m",
+        "slow",
+        *session.posargs,
+        env={"KERAS_BACKEND": backend},
+    )

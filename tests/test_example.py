@@ -1,0 +1,107 @@
+"""`examples/mnist.py` end to end on a small MNIST-layout file."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import MNIST_PATH, REPO_ROOT, requires_mnist
+
+SCRIPT = os.path.join(REPO_ROOT, "examples", "mnist.py")
+
+
+def run_example(*args):
+    return subprocess.run(
+        [sys.executable, SCRIPT, "--verbose", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def write_fake_mnist(path):
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (64, 28, 28), dtype="uint8"),
+        x_test=rng.integers(0, 256, (8, 28, 28), dtype="uint8"),
+    )
+
+
+def test_example_trains_and_resumes(tmp_path):
+    data = tmp_path / "mnist.npz"
+    write_fake_mnist(data)
+    output = tmp_path / "run"
+    common = [
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--batch-size",
+        "32",
+    ]
+
+    first = run_example(*common, "--epochs", "2", "--checkpoint-every", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    images = sorted(os.listdir(output / "images"))
+    assert images == [
+        "dcgan.gif",
+        "image_at_epoch_0001.png",
+        "image_at_epoch_0002.png",
+    ]
+    assert os.listdir(output / "training_checkpoints") == ["ckpt-0002.keras"]
+
+    second = run_example(
+        *common,
+        "--epochs",
+        "3",
+        "--checkpoint-every",
+        "1",
+        "--steps-per-epoch",
+        "1",
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming from the checkpoint after epoch 2" in second.stdout
+    assert "image_at_epoch_0003.png" in os.listdir(output / "images")
+    assert sorted(os.listdir(output / "training_checkpoints")) == [
+        "ckpt-0002.keras",
+        "ckpt-0003.keras",
+    ]
+
+
+def test_example_keeps_grids_of_another_run(tmp_path):
+    data = tmp_path / "mnist.npz"
+    write_fake_mnist(data)
+    grid = tmp_path / "run" / "images" / "image_at_epoch_0001.png"
+    grid.parent.mkdir(parents=True)
+    grid.write_bytes(b"earlier run")
+
+    result = run_example("--data", str(data), "--output", str(tmp_path / "run"))
+    assert result.returncode != 0
+    assert "--overwrite" in result.stderr
+    assert grid.read_bytes() == b"earlier run"
+
+
+def test_example_rejects_bad_flag_value(tmp_path):
+    result = run_example("--epochs", "0", "--output", str(tmp_path))
+    assert result.returncode != 0
+    assert "--epochs must be at least 1" in result.stderr
+
+
+@pytest.mark.slow
+@requires_mnist
+def test_example_on_real_mnist(tmp_path):
+    result = run_example(
+        "--data",
+        MNIST_PATH,
+        "--output",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "5",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.isfile(tmp_path / "images" / "image_at_epoch_0001.png")
+    assert os.path.isfile(tmp_path / "images" / "dcgan.gif")
