@@ -8,7 +8,7 @@ GIF at the end. Choose the backend with the environment variable:
     KERAS_BACKEND=jax python examples/mnist.py --data ../shared/data/mnist.npz
     KERAS_BACKEND=tensorflow python examples/mnist.py --data ...
 
-A run whose output folder already holds checkpoints resumes from the
+A run whose output folder already contains checkpoints resumes from the
 newest one.
 """
 
@@ -73,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="allow writing into an output folder that holds image grids "
+        help="allow writing into an output folder that contains image grids "
         "but no checkpoint to resume from",
     )
     parser.add_argument(

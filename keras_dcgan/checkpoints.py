@@ -89,7 +89,7 @@ def restore_checkpoint(model, directory):
         `fit(..., initial_epoch=epoch)`.
 
     Raises:
-        FileNotFoundError: if `directory` holds no checkpoint.
+        FileNotFoundError: if `directory` contains no checkpoint.
         ValueError: if `model` is not compiled.
     """
     if not getattr(model, "compiled", False):

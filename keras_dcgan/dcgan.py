@@ -15,13 +15,13 @@ class DCGAN(keras.Model):
     """A deep convolutional GAN trained with `fit`.
 
     One training step draws a standard-normal noise batch the size of the
-    real batch, runs the generator once, runs the discriminator on the real
-    and on the generated images, and updates each network with its own
-    optimizer from its own loss: binary cross-entropy with real images
-    labelled 1 and generated ones 0 for the discriminator, and generated
-    images labelled 1 for the generator (Radford et al. 2015; the TensorFlow
-    DCGAN tutorial). The step runs on the TensorFlow and JAX backends with
-    the same phases, see `keras_dcgan.steps`.
+    real batch, runs the generator once, and runs the discriminator on the
+    real and on the generated images. Each network is then updated by its
+    own optimizer from its own loss. The discriminator's loss is binary
+    cross-entropy with real images labelled 1 and generated ones 0, and the
+    generator's labels its generated images 1 (Radford et al. 2015, as in
+    the TensorFlow DCGAN tutorial). The step runs on the TensorFlow and JAX
+    backends with the same phases, see `keras_dcgan.steps`.
 
     `History` holds `d_loss` and `g_loss`, each the mean over the epoch's
     batches. Batches may be images alone or `(images, labels)`, and labels

@@ -327,7 +327,7 @@ class _ListBatches(keras.utils.PyDataset):
     ["numpy", "numpy_with_labels", "tf_dataset", "tf_dataset_tuples", "lists"],
 )
 def test_fit_accepts_input_forms(input_form):
-    # 20 images in batches of 8: the last batch holds 4 images.
+    # 20 images in batches of 8, so the last batch has 4 images.
     images = make_images(20)
     labels = np.arange(20) % 10
     model = make_model()
@@ -346,7 +346,7 @@ def test_fit_accepts_input_forms(input_form):
     assert np.isfinite(history.history["d_loss"][0])
 
 
-# 5. History holds the mean over each epoch's batches.
+# 5. History records the mean over each epoch's batches.
 
 
 def test_history_is_mean_of_batch_losses():

@@ -102,10 +102,10 @@ def train_step(model, state, data):
     return logs, state
 
 
-def _select(all_variables, all_values, wanted_variables):
+def _select(all_variables, all_values, requested_variables):
     positions = {id(variable): i for i, variable in enumerate(all_variables)}
     return [
-        all_values[positions[id(variable)]] for variable in wanted_variables
+        all_values[positions[id(variable)]] for variable in requested_variables
     ]
 
 
