@@ -16,11 +16,10 @@ INSTALL = ".[tensorflow,jax,test]"
 
 @nox.session
 def lint(session):
-    """Check style and common mistakes with ruff."""
+    """Check style, formatting and common mistakes with ruff."""
     session.install("ruff>=0.6")
-    session.run(
-        "ruff", "check", "keras_dcgan", "tests", "examples", "benchmarks"
-    )
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
