@@ -153,3 +153,86 @@ class GANCheckpoint(keras.callbacks.Callback):
         )
         self.saved_epochs.append(completed_epochs)
         logger.info("Epoch %d: saved checkpoint %s", completed_epochs, path)
+
+
+class MNISTQuality(keras.callbacks.Callback):
+    """Add image-quality measures to the logs every `every_n_epochs` epochs.
+
+    After those epochs the generator makes `num_samples` images from a
+    fixed noise batch, and the logs get `frechet_distance` (against
+    `real_images`), `mnist_score` and `classes_covered`, see
+    `keras_dcgan.metrics`. Other epochs log NaN for the three, so every
+    epoch has the same keys. `History` records them. Keras callbacks that
+    read the logs, such as `CSVLogger` and `TensorBoard`, see them when they
+    come after this callback in the `callbacks` list.
+
+    Args:
+        real_images: Held-out real images, `(N, 28, 28, 1)` in [-1, 1],
+            such as `load_mnist(path, split="test")`.
+        every_n_epochs: Epochs between measurements. Defaults to `5`.
+        num_samples: Generated images per measurement. Defaults to `1000`.
+        seed: Seed of the fixed noise. Defaults to `0`.
+    """
+
+    KEYS = ("frechet_distance", "mnist_score", "classes_covered")
+
+    def __init__(self, real_images, every_n_epochs=5, num_samples=1000, seed=0):
+        super().__init__()
+        for name, value, minimum in (
+            ("every_n_epochs", every_n_epochs, 1),
+            ("num_samples", num_samples, 2),
+        ):
+            if not _is_int_at_least(value, minimum):
+                raise ValueError(
+                    f"Invalid `{name}`: expected an integer of at least "
+                    f"{minimum}. Received: {name}={value!r}."
+                )
+        self.real_images = real_images
+        self.every_n_epochs = every_n_epochs
+        self.num_samples = num_samples
+        self.seed = seed
+        self._real_features = None
+        self.noise = None
+
+    def on_train_begin(self, logs=None):
+        from keras_dcgan import metrics
+
+        self._real_features, _ = metrics.classifier_outputs(self.real_images)
+        rng = np.random.default_rng(self.seed)
+        self.noise = rng.standard_normal(
+            (self.num_samples, self.model.latent_dim)
+        ).astype("float32")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        if (epoch + 1) % self.every_n_epochs != 0:
+            logs.update({key: float("nan") for key in self.KEYS})
+            return
+        logs.update(self.measure())
+
+    def measure(self):
+        """Return the three measures for the generator's current weights."""
+        from keras_dcgan import metrics
+
+        images = self.model.generate_from_noise(self.noise)
+        features, probabilities = metrics.classifier_outputs(images)
+        return {
+            "frechet_distance": metrics.frechet_distance_from_features(
+                self._real_features, features
+            ),
+            "mnist_score": metrics.score_from_probabilities(probabilities),
+            "classes_covered": float(
+                metrics.coverage_from_probabilities(
+                    probabilities
+                ).classes_covered
+            ),
+        }
+
+
+def _is_int_at_least(value, minimum):
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value >= minimum
+    )

@@ -17,7 +17,7 @@ def scale_images(images):
     return (np.asarray(images, dtype="float32") - 127.5) / 127.5
 
 
-def load_mnist(path=None, split="train"):
+def load_mnist(path=None, split="train", return_labels=False):
     """Load MNIST digits as float32 images in [-1, 1].
 
     Args:
@@ -28,10 +28,13 @@ def load_mnist(path=None, split="train"):
             on first use.
         split: `"train"` (60,000 images), `"test"` (10,000) or `"all"`.
             Defaults to `"train"`.
+        return_labels: Whether to return the digit labels too. Defaults to
+            `False`.
 
     Returns:
         A float32 array of shape `(N, 28, 28, 1)` scaled with
-        `(x - 127.5) / 127.5`.
+        `(x - 127.5) / 127.5`, or `(images, labels)` with uint8 labels of
+        shape `(N,)` when `return_labels` is true.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
@@ -45,22 +48,34 @@ def load_mnist(path=None, split="train"):
             f"Received: split={split!r}."
         )
     if path is None:
-        x_train, x_test = _download_mnist()
+        (x_train, y_train), (x_test, y_test) = _download_mnist()
     else:
-        x_train, x_test = _read_mnist_file(path)
+        (x_train, y_train), (x_test, y_test) = _read_mnist_file(path)
 
     if split == "train":
-        pixels = x_train
+        pixels, labels = x_train, y_train
     elif split == "test":
-        pixels = x_test
+        pixels, labels = x_test, y_test
     else:
         pixels = np.concatenate([x_train, x_test])
-    return scale_images(pixels)[..., np.newaxis]
+        labels = None
+        if y_train is not None and y_test is not None:
+            labels = np.concatenate([y_train, y_test])
+    images = scale_images(pixels)[..., np.newaxis]
+    if return_labels:
+        if labels is None:
+            raise ValueError(
+                "The MNIST file has no labels: expected arrays `y_train` "
+                "and `y_test`. Pass a complete mnist.npz, or "
+                "return_labels=False."
+            )
+        return images, labels
+    return images
 
 
 def _download_mnist():
     try:
-        (x_train, _), (x_test, _) = keras.datasets.mnist.load_data()
+        return keras.datasets.mnist.load_data()
     except Exception as error:
         # Keras raises several types here (URLError, an Exception naming
         # the URL, OSError), so they are all turned into one message.
@@ -69,7 +84,6 @@ def _download_mnist():
             "Without internet access, pass a local copy instead: "
             "load_mnist(path='path/to/mnist.npz')."
         ) from error
-    return x_train, x_test
 
 
 def _read_mnist_file(path):
@@ -88,10 +102,13 @@ def _read_mnist_file(path):
             )
         x_train = arrays["x_train"]
         x_test = arrays["x_test"]
+        # Labels are optional because DCGAN training does not use them.
+        y_train = arrays["y_train"] if "y_train" in arrays.files else None
+        y_test = arrays["y_test"] if "y_test" in arrays.files else None
     for name, pixels in (("x_train", x_train), ("x_test", x_test)):
         if pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
             raise ValueError(
                 f"Invalid MNIST file {path!r}: expected `{name}` of shape "
                 f"(N, 28, 28). Found shape {pixels.shape}."
             )
-    return x_train, x_test
+    return (x_train, y_train), (x_test, y_test)
