@@ -207,3 +207,52 @@ def test_quality_callback_rejects_bad_arguments():
         MNISTQuality(np.zeros((2, 28, 28, 1)), num_samples=1)
     with pytest.raises(ValueError, match="every_n_epochs=0"):
         MNISTQuality(np.zeros((2, 28, 28, 1)), every_n_epochs=0)
+
+
+def test_evaluate_command_on_checkpoint(tmp_path):
+    import json
+
+    from keras_dcgan import DCGAN, build_discriminator, build_generator
+    from keras_dcgan.checkpoints import save_checkpoint
+
+    keras.utils.set_random_seed(0)
+    model = DCGAN(
+        build_generator(latent_dim=4, base_filters=2),
+        build_discriminator(base_filters=2),
+    )
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(1e-3),
+        g_optimizer=keras.optimizers.Adam(1e-3),
+    )
+    save_checkpoint(model, tmp_path / "checkpoints", epoch=3)
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=rng.integers(0, 256, (4, 28, 28), dtype="uint8"),
+        x_test=rng.integers(0, 256, (20, 28, 28), dtype="uint8"),
+    )
+    command = [sys.executable, "-m", "keras_dcgan.evaluate"]
+    options = ["--data", str(tmp_path / "mnist.npz"), "--num-samples", "16"]
+    completed = subprocess.run(
+        [*command, str(tmp_path / "checkpoints"), *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout)
+    assert results["model"].endswith("ckpt-0003.keras")
+    assert results["num_samples"] == 16
+    assert results["frechet_distance"] > 0
+    assert 1.0 <= results["mnist_score"] <= 10.0
+    assert sum(results["class_histogram"]) == 16
+
+    missing = subprocess.run(
+        [*command, str(tmp_path / "absent.keras"), *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert missing.returncode != 0
+    assert "Model not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
