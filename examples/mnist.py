@@ -9,7 +9,8 @@ GIF at the end. Choose the backend with the environment variable:
     KERAS_BACKEND=tensorflow python examples/mnist.py --data ...
 
 A run whose output folder already contains checkpoints resumes from the
-newest one.
+newest one. Ctrl-C saves a checkpoint before exiting, so the next run
+resumes from it.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import time
 import keras
 
 import keras_dcgan
+from keras_dcgan.checkpoints import checkpoint_path, save_checkpoint
 
 
 def parse_args(argv=None):
@@ -73,8 +75,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="allow writing into an output folder that contains image grids "
-        "but no checkpoint to resume from",
+        help="allow replacing image grids and checkpoints of another run in "
+        "the output folder",
     )
     parser.add_argument(
         "--verbose",
@@ -85,6 +87,31 @@ def parse_args(argv=None):
         "per epoch (default: 1)",
     )
     return parser.parse_args(argv)
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Count the epochs completed so far, including earlier runs."""
+
+    def __init__(self, initial_epoch):
+        super().__init__()
+        self.completed_epochs = initial_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.completed_epochs = epoch + 1
+
+
+def save_on_interrupt(model, checkpoint_dir, completed_epochs):
+    """Save a checkpoint after Ctrl-C so that the next run resumes.
+
+    The weights include the steps of the interrupted epoch, and the next
+    run starts that epoch again. An existing checkpoint of the same epoch
+    is kept as it is.
+    """
+    if os.path.exists(checkpoint_path(checkpoint_dir, completed_epochs)):
+        print(f"\nInterrupted. Resume from {checkpoint_dir}: run it again.")
+        return
+    path = save_checkpoint(model, checkpoint_dir, completed_epochs)
+    print(f"\nInterrupted. Saved {path}; run the same command to resume.")
 
 
 def main(argv=None):
@@ -128,21 +155,33 @@ def main(argv=None):
         print(f"Already trained for {initial_epoch} epochs; nothing to do.")
         return
 
+    progress = EpochCounter(initial_epoch)
     start = time.perf_counter()
-    model.fit(
-        images,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=args.steps_per_epoch,
-        verbose=args.verbose,
-        callbacks=[
-            keras_dcgan.GANMonitor(output_dir=image_dir, seed=args.seed),
-            keras_dcgan.GANCheckpoint(
-                directory=checkpoint_dir, every_n_epochs=args.checkpoint_every
-            ),
-        ],
-    )
+    try:
+        model.fit(
+            images,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=args.steps_per_epoch,
+            verbose=args.verbose,
+            callbacks=[
+                progress,
+                keras_dcgan.GANMonitor(
+                    output_dir=image_dir,
+                    seed=args.seed,
+                    overwrite=args.overwrite,
+                ),
+                keras_dcgan.GANCheckpoint(
+                    directory=checkpoint_dir,
+                    every_n_epochs=args.checkpoint_every,
+                    overwrite=args.overwrite,
+                ),
+            ],
+        )
+    except KeyboardInterrupt:
+        save_on_interrupt(model, checkpoint_dir, progress.completed_epochs)
+        sys.exit(130)
     elapsed = time.perf_counter() - start
     epochs_run = args.epochs - initial_epoch
     print(

@@ -14,9 +14,38 @@ import os
 import keras
 import numpy as np
 
-from keras_dcgan import checkpoints, plotting
+from keras_dcgan import checkpoints, plotting, validation
 
 logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when `d_loss` or `g_loss` becomes NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training with an error when a loss becomes NaN or infinite.
+
+    `DCGAN.fit` adds this callback itself. The error is raised from
+    `on_train_batch_end`, before any later `on_epoch_end`, so no checkpoint
+    is written from the broken state and earlier ones stay as they were.
+    Reading the losses makes each step wait for the previous one to finish
+    on JAX, which costs little at the step times of a DCGAN.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in ("d_loss", "g_loss"):
+            if logs and name in logs and not validation.is_finite(logs[name]):
+                raise NonFiniteLossError(
+                    f"Training stopped: {name} is {float(logs[name])} at epoch "
+                    f"{self.epoch + 1}, step {batch + 1}. Checkpoints written "
+                    "before this step are unchanged. Lower the learning "
+                    "rates, check the data for extreme values, and resume "
+                    "from the last checkpoint."
+                )
 
 
 class GANMonitor(keras.callbacks.Callback):
@@ -38,6 +67,9 @@ class GANMonitor(keras.callbacks.Callback):
             to `"dcgan.gif"`. `None` writes no GIF.
         frame_duration_ms: Display time of each GIF frame in
             milliseconds. Defaults to `200`.
+        overwrite: Whether grids of epochs after `initial_epoch` already in
+            `output_dir`, left by another run, may be replaced. Defaults to
+            `False`, which raises `FileExistsError` before the first step.
     """
 
     def __init__(
@@ -47,6 +79,7 @@ class GANMonitor(keras.callbacks.Callback):
         seed=0,
         gif_name="dcgan.gif",
         frame_duration_ms=200,
+        overwrite=False,
     ):
         super().__init__()
         if (
@@ -64,14 +97,37 @@ class GANMonitor(keras.callbacks.Callback):
         self.seed = seed
         self.gif_name = gif_name
         self.frame_duration_ms = frame_duration_ms
+        self.overwrite = overwrite
         self.noise = None
+        self._checked_existing = False
 
     def on_train_begin(self, logs=None):
+        self._checked_existing = False
         os.makedirs(self.output_dir, exist_ok=True)
         rng = np.random.default_rng(self.seed)
         self.noise = rng.standard_normal(
             (self.num_images, self.model.latent_dim)
         ).astype("float32")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._checked_existing or self.overwrite:
+            return
+        self._checked_existing = True
+        later = [
+            path
+            for path in glob.glob(
+                os.path.join(self.output_dir, "image_at_epoch_*.png")
+            )
+            if _epoch_in_name(path) > epoch
+        ]
+        if later:
+            raise FileExistsError(
+                f"{self.output_dir!r} already contains {len(later)} image "
+                f"grids of epochs after {epoch}, such as "
+                f"{sorted(later)[-1]!r}, from another run. Resume that run "
+                "with initial_epoch set past them, use another output_dir, "
+                "or pass overwrite=True."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         images = self.model.generate_from_noise(self.noise)
@@ -111,6 +167,10 @@ class GANCheckpoint(keras.callbacks.Callback):
         every_n_epochs: Epochs between checkpoints. Defaults to `15`.
         max_to_keep: Number of newest checkpoints kept. Defaults to `5`.
             `None` keeps all.
+        overwrite: Whether checkpoints of epochs after `initial_epoch`
+            already in `directory`, left by another run, may be replaced or
+            deleted. Defaults to `False`, which raises `FileExistsError`
+            before the first step.
     """
 
     def __init__(
@@ -118,6 +178,7 @@ class GANCheckpoint(keras.callbacks.Callback):
         directory="training_checkpoints",
         every_n_epochs=15,
         max_to_keep=5,
+        overwrite=False,
     ):
         super().__init__()
         if (
@@ -139,10 +200,32 @@ class GANCheckpoint(keras.callbacks.Callback):
         self.directory = directory
         self.every_n_epochs = every_n_epochs
         self.max_to_keep = max_to_keep
+        self.overwrite = overwrite
         self.saved_epochs = []
+        self._checked_existing = False
 
     def on_train_begin(self, logs=None):
         checkpoints.check_writable(self.directory)
+        self._checked_existing = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._checked_existing or self.overwrite:
+            return
+        self._checked_existing = True
+        later = [
+            path
+            for saved_epoch, path in checkpoints.list_checkpoints(
+                self.directory
+            )
+            if saved_epoch > epoch
+        ]
+        if later:
+            raise FileExistsError(
+                f"{self.directory!r} already contains checkpoints of epochs "
+                f"after {epoch}, such as {later[-1]!r}, from another run. "
+                "Resume it with restore_checkpoint(), use another directory, "
+                "or pass overwrite=True."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         completed_epochs = epoch + 1
@@ -228,6 +311,11 @@ class MNISTQuality(keras.callbacks.Callback):
                 ).classes_covered
             ),
         }
+
+
+def _epoch_in_name(path):
+    digits = os.path.basename(path)[len("image_at_epoch_") : -len(".png")]
+    return int(digits) if digits.isdigit() else 0
 
 
 def _is_int_at_least(value, minimum):

@@ -10,8 +10,14 @@ leaves the earlier checkpoints as they were.
 
 import os
 import re
+import warnings
+import zipfile
 
 _CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{4,})\.keras$")
+
+
+class CheckpointError(ValueError):
+    """Raised when a checkpoint file is truncated, corrupted or unloadable."""
 
 
 def checkpoint_path(directory, epoch):
@@ -76,20 +82,28 @@ def save_checkpoint(model, directory, epoch, max_to_keep=None):
     return path
 
 
-def restore_checkpoint(model, directory):
-    """Restore the newest checkpoint in `directory` into `model`.
+def restore_checkpoint(model, directory, fallback=True):
+    """Restore the newest readable checkpoint in `directory` into `model`.
+
+    Each file's zip checksums are verified before anything is loaded, so a
+    truncated or corrupted checkpoint is found without touching the model.
 
     Args:
         model: A `DCGAN` built with the same networks as the one saved, and
             compiled, so that both optimizers' variables exist.
         directory: Folder of the checkpoints.
+        fallback: Whether to skip an unreadable newest checkpoint, with a
+            warning, and restore the newest readable one. Defaults to
+            `True`. With `False` an unreadable newest checkpoint raises.
 
     Returns:
-        The epoch the checkpoint was saved after, to pass to
+        The epoch the restored checkpoint was saved after, to pass to
         `fit(..., initial_epoch=epoch)`.
 
     Raises:
         FileNotFoundError: if `directory` contains no checkpoint.
+        CheckpointError: if no checkpoint, or with `fallback=False` the
+            newest one, can be loaded.
         ValueError: if `model` is not compiled.
     """
     if not getattr(model, "compiled", False):
@@ -105,9 +119,40 @@ def restore_checkpoint(model, directory):
             "ckpt-NNNN.keras written by GANCheckpoint. Check the folder, "
             "or train from the start."
         )
-    epoch, path = checkpoints[-1]
-    model.load_weights(path)
-    return epoch
+    failures = []
+    for epoch, path in reversed(checkpoints):
+        try:
+            verify_checkpoint(path)
+            model.load_weights(path)
+        except CheckpointError as error:
+            if not fallback:
+                raise
+            warnings.warn(f"Skipping checkpoint {path}: {error}", stacklevel=2)
+            failures.append(path)
+            continue
+        return epoch
+    raise CheckpointError(
+        f"No readable checkpoint in {directory!r}: all of {failures} are "
+        "truncated or corrupted. Train from the start or restore the folder "
+        "from a backup."
+    )
+
+
+def verify_checkpoint(path):
+    """Raise `CheckpointError` if the `.keras` file at `path` is damaged."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable .keras file ({error}); it is "
+            "truncated or corrupted."
+        ) from error
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path} is corrupted: the checksum of its member {damaged!r} "
+            "does not match."
+        )
 
 
 def check_writable(directory):

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from keras_dcgan import losses, steps
+from keras_dcgan import losses, steps, validation
+from keras_dcgan.callbacks import StopOnNonFiniteLoss
 from keras_dcgan.optimizers import OptimizerPair
 
 # Keys that `DCGAN.compile` handles itself instead of passing to Keras.
@@ -130,6 +131,30 @@ class DCGAN(keras.Model):
         `train_step(state, data)` that Keras jits. See `keras_dcgan.steps`.
         """
         return self._backend_train_step(self, *args)
+
+    def fit(self, x=None, y=None, batch_size=None, callbacks=None, **kwargs):
+        """Train the model; see `keras.Model.fit` for the arguments.
+
+        Before the first step the images are checked: their shape must be
+        the discriminator's input shape, their values finite and in
+        [-1, 1], and there must be at least one batch. Only the first batch
+        of a dataset is checked. During training, a NaN or infinite
+        `d_loss` or `g_loss` stops it with a `NonFiniteLossError` that
+        names the epoch and step.
+        """
+        if not self.compiled:
+            raise ValueError(
+                "The model is not compiled: call "
+                "model.compile(d_optimizer=..., g_optimizer=...) before "
+                "model.fit()."
+            )
+        image_shape = tuple(self.discriminator.inputs[0].shape[1:])
+        validation.check_training_data(x, image_shape, batch_size)
+        if not isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks = [*(callbacks or []), StopOnNonFiniteLoss()]
+        return super().fit(
+            x, y, batch_size=batch_size, callbacks=callbacks, **kwargs
+        )
 
     def sample_noise(self, batch_size):
         """Draw a standard-normal noise batch from the training seed."""

@@ -128,6 +128,7 @@ def test_no_keras_attribute_shadowed():
         "call",
         "compile",
         "compile_from_config",
+        "fit",
         "from_config",
         "get_compile_config",
         "get_config",
@@ -358,9 +359,10 @@ def test_history_is_mean_of_batch_losses():
     batch_losses = {"d_loss": [], "g_loss": []}
     for _ in range(2):
         for start in range(0, 20, 8):
+            batch = images[start : start + 8]
             logs = batch_model.fit(
-                images[start : start + 8],
-                batch_size=8,
+                batch,
+                batch_size=len(batch),
                 shuffle=False,
                 verbose=0,
             ).history

@@ -1,8 +1,10 @@
 """`examples/mnist.py` end to end on a small MNIST-layout file."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -105,3 +107,49 @@ def test_example_on_real_mnist(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.isfile(tmp_path / "images" / "image_at_epoch_0001.png")
     assert os.path.isfile(tmp_path / "images" / "dcgan.gif")
+
+
+def test_ctrl_c_saves_checkpoint_and_resumes(tmp_path):
+    data = tmp_path / "mnist.npz"
+    write_fake_mnist(data)
+    output = tmp_path / "run"
+    common = [
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--batch-size",
+        "32",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--verbose", "0", *common, "--epochs", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (output / "images" / "image_at_epoch_0001.png").exists():
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no epoch finished in time"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Interrupted. Saved" in stdout
+    saved = sorted(os.listdir(output / "training_checkpoints"))
+    assert len(saved) == 1
+    epoch = int(saved[0][len("ckpt-") : -len(".keras")])
+    assert epoch >= 1
+
+    resumed = run_example(*common, "--epochs", str(epoch + 1))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (
+        f"Resuming from the checkpoint after epoch {epoch}." in resumed.stdout
+    )
+    assert f"image_at_epoch_{epoch + 1:04d}.png" in os.listdir(
+        output / "images"
+    )

@@ -1,0 +1,370 @@
+"""Training throughput of DCGAN.fit against the hand-written TensorFlow loop.
+
+    python benchmarks/throughput.py --data path/to/mnist.npz
+
+runs, each in its own process: the reference loop of `reference_loop.py`
+on TensorFlow, `DCGAN.fit` on TensorFlow and on JAX, and, for the
+overhead of `fit`, the compiled DCGAN step called in a bare Python loop on
+each backend. All use the reference architecture, batch 256 and MNIST
+training images (random images in [-1, 1] without `--data`). The result
+table, with a description of the machine, replaces the throughput section
+of `docs/benchmarks.md`.
+
+Time per step is the median over measured epochs of epoch time divided by
+steps per epoch, after one warm-up epoch that includes compilation. Peak
+memory is the process's maximum resident set size; the growth is the
+change of resident memory from the end of the first measured epoch to the
+end of the last.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOC_PATH = os.path.join(HERE, "..", "docs", "benchmarks.md")
+BEGIN_MARK = "<!-- throughput:begin -->"
+END_MARK = "<!-- throughput:end -->"
+RUNS = [
+    ("reference loop", "tensorflow", "reference"),
+    ("DCGAN.fit", "tensorflow", "fit"),
+    ("DCGAN.fit", "jax", "fit"),
+    ("bare compiled step", "tensorflow", "bare"),
+    ("bare compiled step", "jax", "bare"),
+]
+
+
+def resident_megabytes():
+    with open("/proc/self/statm") as file:
+        pages = int(file.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_megabytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_images(data, count):
+    import numpy as np
+
+    if data:
+        from keras_dcgan import load_mnist
+
+        return load_mnist(data)[:count]
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (count, 28, 28, 1)).astype("float32")
+
+
+def measure_reference(args, images):
+    import tensorflow as tf
+
+    sys.path.insert(0, HERE)
+    from reference_loop import ReferenceTrainer
+
+    trainer = ReferenceTrainer()
+    batches = iter(trainer.dataset(images, args.batch_size))
+    epoch_seconds, resident = [], []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        for _ in range(args.steps_per_epoch):
+            losses = trainer.train_step(next(batches))
+        tf.nest.map_structure(lambda loss: loss.numpy(), losses)
+        epoch_seconds.append(time.perf_counter() - start)
+        resident.append(resident_megabytes())
+    return epoch_seconds, resident
+
+
+def build_model(args):
+    import keras
+
+    from keras_dcgan import DCGAN, build_discriminator, build_generator
+
+    if args.precision:
+        keras.mixed_precision.set_global_policy(args.precision)
+    keras.utils.set_random_seed(0)
+    model = DCGAN(build_generator(), build_discriminator(), seed=0)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(1e-4),
+        g_optimizer=keras.optimizers.Adam(1e-4),
+    )
+    return model
+
+
+def measure_fit(args, images):
+    import keras
+
+    model = build_model(args)
+    epoch_seconds, resident = [], []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            # Keras syncs the JAX state before on_epoch_end, so every step
+            # of the epoch has finished here.
+            epoch_seconds.append(time.perf_counter() - self.start)
+            resident.append(resident_megabytes())
+
+    model.fit(
+        images,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        verbose=0,
+        callbacks=[EpochTimer()],
+    )
+    return epoch_seconds, resident
+
+
+def measure_bare(args, images):
+    """Time the compiled DCGAN step called directly, without `fit`."""
+    import keras
+    import numpy as np
+
+    model = build_model(args)
+    num_batches = len(images) // args.batch_size
+    batches = [
+        images[i * args.batch_size : (i + 1) * args.batch_size]
+        for i in range(num_batches)
+    ]
+    epoch_seconds, resident = [], []
+    if keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(model.train_step, donate_argnums=0)
+        state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in model.optimizer.variables],
+            [v.value for v in model.metrics_variables],
+        )
+        index = 0
+        for _ in range(args.epochs):
+            start = time.perf_counter()
+            for _ in range(args.steps_per_epoch):
+                logs, state = step(state, (batches[index % num_batches],))
+                index += 1
+            jax.block_until_ready(state)
+            epoch_seconds.append(time.perf_counter() - start)
+            resident.append(resident_megabytes())
+        return epoch_seconds, resident
+
+    import tensorflow as tf
+
+    model.make_train_function()
+    dataset = tf.data.Dataset.from_tensor_slices(np.stack(batches)).repeat()
+    iterator = iter(dataset.map(lambda batch: (batch,)))
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        for _ in range(args.steps_per_epoch):
+            logs = model.train_function(iterator)
+        tf.nest.map_structure(lambda value: value.numpy(), logs)
+        epoch_seconds.append(time.perf_counter() - start)
+        resident.append(resident_megabytes())
+    return epoch_seconds, resident
+
+
+def run_worker(args):
+    images = load_images(args.data, args.steps_per_epoch * args.batch_size * 4)
+    measure = {
+        "reference": measure_reference,
+        "fit": measure_fit,
+        "bare": measure_bare,
+    }[args.worker]
+    epoch_seconds, resident = measure(args, images)
+    measured = epoch_seconds[1:]
+    step_seconds = statistics.median(measured) / args.steps_per_epoch
+    result = {
+        "step_seconds": step_seconds,
+        "images_per_second": args.batch_size / step_seconds,
+        "peak_megabytes": peak_megabytes(),
+        "growth_megabytes": resident[-1] - resident[1],
+        "measured_epochs": len(measured),
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            match = re.search(r"model name\s*:\s*(.+)", file.read())
+        if match:
+            cpu = match.group(1).strip()
+    except OSError:
+        pass
+    memory_gib = (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    )
+    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB"
+
+
+def package_versions():
+    code = (
+        "import importlib.metadata as m;"
+        "print(', '.join(f'{p} {m.version(p)}' for p in "
+        "('keras', 'tensorflow', 'jax')))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    return completed.stdout.strip()
+
+
+def run_all(args):
+    results = []
+    for label, backend, worker in RUNS:
+        if backend not in args.backends:
+            continue
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            worker,
+        ]
+        command += ["--steps-per-epoch", str(args.steps_per_epoch)]
+        command += ["--epochs", str(args.epochs)]
+        command += ["--batch-size", str(args.batch_size)]
+        if args.data:
+            command += ["--data", args.data]
+        if args.precision and worker != "reference":
+            command += ["--precision", args.precision]
+        environment = dict(os.environ, KERAS_BACKEND=backend)
+        print(f"Running {label} on {backend}...", flush=True)
+        completed = subprocess.run(
+            command, env=environment, capture_output=True, text=True
+        )
+        lines = [
+            line
+            for line in completed.stdout.splitlines()
+            if line.startswith("RESULT ")
+        ]
+        if completed.returncode != 0 or not lines:
+            sys.exit(
+                f"error: the {label} run on {backend} failed:\n"
+                f"{completed.stderr[-3000:]}"
+            )
+        result = json.loads(lines[-1][len("RESULT ") :])
+        result.update(label=label, backend=backend, worker=worker)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    return results
+
+
+def format_table(args, results):
+    reference = next((r for r in results if r["worker"] == "reference"), None)
+    bare = {r["backend"]: r for r in results if r["worker"] == "bare"}
+    lines = [
+        BEGIN_MARK,
+        "",
+        f"Machine: {machine_description()}. Packages: {package_versions()}.",
+        f"Batch {args.batch_size}, {args.steps_per_epoch} steps per epoch, "
+        f"{args.epochs - 1} measured epochs after 1 warm-up epoch, "
+        f"precision policy {args.precision or 'float32'}, data "
+        f"{'MNIST' if args.data else 'random images'}. Command: "
+        f"`python benchmarks/throughput.py {' '.join(args.argv)}`.",
+        "",
+        "| run | backend | s/step | images/s | vs reference | fit overhead "
+        "| peak MiB | growth MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        ratio = "-"
+        if reference is not None:
+            speedup = (
+                result["images_per_second"] / reference["images_per_second"]
+            )
+            ratio = f"{speedup:.2f}x"
+        overhead = "-"
+        if result["worker"] == "fit" and result["backend"] in bare:
+            bare_step = bare[result["backend"]]["step_seconds"]
+            overhead = f"{100 * (result['step_seconds'] / bare_step - 1):+.1f}%"
+        cells = [
+            result["label"],
+            result["backend"],
+            f"{result['step_seconds']:.3f}",
+            f"{result['images_per_second']:.1f}",
+            ratio,
+            overhead,
+            f"{result['peak_megabytes']:.0f}",
+            f"{result['growth_megabytes']:+.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", END_MARK]
+    return "\n".join(lines)
+
+
+def write_table(table, path):
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if BEGIN_MARK in text and END_MARK in text:
+        before = text[: text.index(BEGIN_MARK)]
+        after = text[text.index(END_MARK) + len(END_MARK) :]
+        text = before + table + after
+    else:
+        text = text.rstrip("\n") + "\n\n## Throughput\n\n" + table + "\n"
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="path of mnist.npz")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=10, help="default: 10"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=4,
+        help="epochs including the warm-up one; at least 3 (default: 4)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="default: 256"
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=("mixed_float16", "mixed_bfloat16"),
+        help="Keras precision policy for DCGAN runs (default: float32)",
+    )
+    parser.add_argument(
+        "--backends",
+        default="tensorflow,jax",
+        help="comma-separated backends to run (default: tensorflow,jax)",
+    )
+    parser.add_argument(
+        "--doc",
+        default=DOC_PATH,
+        help="Markdown file whose throughput section is replaced "
+        "(default: docs/benchmarks.md)",
+    )
+    parser.add_argument("--worker", choices=("reference", "fit", "bare"))
+    args = parser.parse_args(argv)
+    if args.epochs < 3:
+        parser.error("--epochs must be at least 3: one warm-up, two measured")
+    args.argv = argv
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args)
+        return
+    results = run_all(args)
+    table = format_table(args, results)
+    write_table(table, args.doc)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
