@@ -172,7 +172,7 @@ def test_metrics_same_on_tensorflow_and_jax(tmp_path):
     assert int(tensorflow["classes_covered"]) == int(jax["classes_covered"])
 
 
-def test_quality_callback_logs_measures():
+def test_quality_callback_logs_measures(tmp_path):
     from keras_dcgan import DCGAN, build_discriminator, build_generator
 
     keras.utils.set_random_seed(0)
@@ -187,9 +187,16 @@ def test_quality_callback_logs_measures():
     rng = np.random.default_rng(0)
     real = rng.uniform(-1, 1, (40, 28, 28, 1)).astype("float32")
     quality = MNISTQuality(real, every_n_epochs=2, num_samples=30)
+    csv_logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
     history = model.fit(
-        real, batch_size=20, epochs=4, verbose=0, callbacks=[quality]
+        real,
+        batch_size=20,
+        epochs=4,
+        verbose=0,
+        callbacks=[quality, csv_logger],
     )
+    header = (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"frechet_distance", "mnist_score", "classes_covered"} <= set(header)
     logs = history.history
     for key in ("frechet_distance", "mnist_score", "classes_covered"):
         assert len(logs[key]) == 4

@@ -242,6 +242,12 @@ def test_backup_and_restore_resumes_in_new_process(tmp_path):
     assert record["first_epoch"] == 2
     assert record["d_iterations"] == 6
     assert record["g_iterations"] == 6
+    # Ending where an uninterrupted run ends shows that the optimizers'
+    # moments were restored too, not only their step counts.
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    run_training("straight", straight)
+    assert_same_weights(straight / "weights.npz", tmp_path / "weights.npz")
 
 
 def test_resumed_run_matches_straight_run(tmp_path):
@@ -252,10 +258,11 @@ def test_resumed_run_matches_straight_run(tmp_path):
     run_training("straight", straight)
     run_training("first_half", halves)
     run_training("second_half", halves)
-    with (
-        np.load(straight / "weights.npz") as expected,
-        np.load(halves / "weights.npz") as actual,
-    ):
+    assert_same_weights(straight / "weights.npz", halves / "weights.npz")
+
+
+def assert_same_weights(expected_path, actual_path):
+    with np.load(expected_path) as expected, np.load(actual_path) as actual:
         assert len(expected.files) == len(actual.files) > 20
         for name in expected.files:
             np.testing.assert_allclose(
