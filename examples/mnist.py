@@ -167,25 +167,30 @@ def main(argv=None):
             verbose=args.verbose,
             callbacks=[
                 progress,
+                # A resumed run may replace its own grids and checkpoints
+                # after the epoch it resumes from: they exist only when the
+                # newest checkpoint was unreadable.
                 keras_dcgan.GANMonitor(
                     output_dir=image_dir,
                     seed=args.seed,
-                    overwrite=args.overwrite,
+                    overwrite=args.overwrite or has_checkpoint,
                 ),
                 keras_dcgan.GANCheckpoint(
                     directory=checkpoint_dir,
                     every_n_epochs=args.checkpoint_every,
-                    overwrite=args.overwrite,
+                    overwrite=args.overwrite or has_checkpoint,
                 ),
             ],
         )
     except KeyboardInterrupt:
         save_on_interrupt(model, checkpoint_dir, progress.completed_epochs)
         sys.exit(130)
+    except (FileExistsError, OSError, ValueError) as error:
+        sys.exit(f"error: {error}")
     elapsed = time.perf_counter() - start
     epochs_run = args.epochs - initial_epoch
     print(
-        f"Trained {epochs_run} epochs on {keras.backend.backend()} in "
+        f"Trained {epochs_run} epoch(s) on {keras.backend.backend()} in "
         f"{elapsed:.1f} s ({elapsed / epochs_run:.1f} s per epoch). "
         f"Grids and GIF: {image_dir}"
     )

@@ -122,11 +122,10 @@ class GANMonitor(keras.callbacks.Callback):
         ]
         if later:
             raise FileExistsError(
-                f"{self.output_dir!r} already contains {len(later)} image "
-                f"grids of epochs after {epoch}, such as "
-                f"{sorted(later)[-1]!r}, from another run. Resume that run "
-                "with initial_epoch set past them, use another output_dir, "
-                "or pass overwrite=True."
+                f"{self.output_dir!r} already contains image grids of epochs "
+                f"after {epoch}, the newest {sorted(later)[-1]!r}, from an "
+                "earlier run. Use another output_dir, start from a later "
+                "initial_epoch, or pass overwrite=True to replace them."
             )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -168,9 +167,12 @@ class GANCheckpoint(keras.callbacks.Callback):
         max_to_keep: Number of newest checkpoints kept. Defaults to `5`.
             `None` keeps all.
         overwrite: Whether checkpoints of epochs after `initial_epoch`
-            already in `directory`, left by another run, may be replaced or
-            deleted. Defaults to `False`, which raises `FileExistsError`
+            already in `directory`, left by an earlier run, may be replaced
+            or deleted. Defaults to `False`, which raises `FileExistsError`
             before the first step.
+        save_at_end: Whether to also save after the last epoch when
+            training ends normally, so that a later run can resume from
+            there. Defaults to `True`.
     """
 
     def __init__(
@@ -179,6 +181,7 @@ class GANCheckpoint(keras.callbacks.Callback):
         every_n_epochs=15,
         max_to_keep=5,
         overwrite=False,
+        save_at_end=True,
     ):
         super().__init__()
         if (
@@ -201,12 +204,15 @@ class GANCheckpoint(keras.callbacks.Callback):
         self.every_n_epochs = every_n_epochs
         self.max_to_keep = max_to_keep
         self.overwrite = overwrite
+        self.save_at_end = save_at_end
         self.saved_epochs = []
         self._checked_existing = False
+        self._completed_epochs = None
 
     def on_train_begin(self, logs=None):
         checkpoints.check_writable(self.directory)
         self._checked_existing = False
+        self._completed_epochs = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._checked_existing or self.overwrite:
@@ -222,15 +228,26 @@ class GANCheckpoint(keras.callbacks.Callback):
         if later:
             raise FileExistsError(
                 f"{self.directory!r} already contains checkpoints of epochs "
-                f"after {epoch}, such as {later[-1]!r}, from another run. "
-                "Resume it with restore_checkpoint(), use another directory, "
-                "or pass overwrite=True."
+                f"after {epoch}, the newest {later[-1]!r}, from an earlier "
+                "run. Resume from the newest with restore_checkpoint(), use "
+                "another directory, or pass overwrite=True to replace them."
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        completed_epochs = epoch + 1
-        if completed_epochs % self.every_n_epochs != 0:
-            return
+        self._completed_epochs = epoch + 1
+        if self._completed_epochs % self.every_n_epochs == 0:
+            self._save(self._completed_epochs)
+
+    def on_train_end(self, logs=None):
+        last_epoch = self._completed_epochs
+        if (
+            self.save_at_end
+            and last_epoch
+            and last_epoch not in self.saved_epochs
+        ):
+            self._save(last_epoch)
+
+    def _save(self, completed_epochs):
         path = checkpoints.save_checkpoint(
             self.model, self.directory, completed_epochs, self.max_to_keep
         )

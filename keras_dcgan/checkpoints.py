@@ -164,9 +164,10 @@ def check_writable(directory):
             file.write(b"0")
         os.remove(probe)
     except OSError as error:
-        raise PermissionError(
-            f"Cannot write checkpoints to {directory!r}: {error}. Pass a "
-            "writable folder as `directory`."
+        raise OSError(
+            error.errno,
+            f"Cannot write checkpoints to {directory!r}: {error.strerror}. "
+            "Pass a writable folder, not a file, as `directory`.",
         ) from error
 
 

@@ -63,6 +63,23 @@ def test_checkpoint_every_15_epochs_of_30(tmp_path):
     assert [epoch for epoch, _ in list_checkpoints(tmp_path)] == [15, 30]
 
 
+@pytest.mark.parametrize(
+    "save_at_end, saved", [(True, [15, 20]), (False, [15])]
+)
+def test_checkpoint_after_last_epoch(tmp_path, save_at_end, saved):
+    model = make_model()
+    checkpoint = GANCheckpoint(directory=tmp_path, save_at_end=save_at_end)
+    model.fit(
+        make_images(8),
+        batch_size=8,
+        epochs=20,
+        verbose=0,
+        callbacks=[checkpoint],
+    )
+    assert checkpoint.saved_epochs == saved
+    assert [epoch for epoch, _ in list_checkpoints(tmp_path)] == saved
+
+
 def test_checkpoint_counts_from_initial_epoch(tmp_path):
     model = make_model()
     checkpoint = GANCheckpoint(directory=tmp_path)
@@ -172,7 +189,8 @@ def test_unwritable_checkpoint_folder_fails_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     model = make_model()
-    with pytest.raises(PermissionError, match="Cannot write checkpoints"):
+    # OSError picks the subclass from the errno: NotADirectoryError here.
+    with pytest.raises(NotADirectoryError, match="Cannot write checkpoints"):
         model.fit(
             make_images(8),
             batch_size=8,
