@@ -270,7 +270,7 @@ def format_table(args, results):
         f"{args.epochs - 1} measured epochs after 1 warm-up epoch, "
         f"precision policy {args.precision or 'float32'}, data "
         f"{'MNIST' if args.data else 'random images'}. Command: "
-        f"`python benchmarks/throughput.py {' '.join(args.argv)}`.",
+        f"`python benchmarks/throughput.py {' '.join(shown_arguments(args))}`.",
         "",
         "| run | backend | s/step | images/s | vs reference | fit overhead "
         "| peak MiB | growth MiB |",
@@ -300,6 +300,14 @@ def format_table(args, results):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", END_MARK]
     return "\n".join(lines)
+
+
+def shown_arguments(args):
+    """Return the command-line arguments, with only the data file's name."""
+    shown = list(args.argv)
+    if args.data and args.data in shown:
+        shown[shown.index(args.data)] = os.path.basename(args.data)
+    return shown
 
 
 def write_table(table, path):

@@ -1,7 +1,8 @@
 """A small MNIST classifier whose features measure generated digits.
 
-`keras_dcgan.metrics` needs a network that knows MNIST, the way FID and
-the Inception score use an Inception network trained on ImageNet. The
+`keras_dcgan.metrics` needs a network trained on MNIST, in the role that
+an Inception network trained on ImageNet has in FID and the Inception
+score. The
 weights of this classifier ship inside the package, so the measures work
 offline. `scripts/train_mnist_classifier.py` trains them.
 """

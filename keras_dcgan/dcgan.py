@@ -24,7 +24,7 @@ class DCGAN(keras.Model):
     the TensorFlow DCGAN tutorial). The step runs on the TensorFlow and JAX
     backends with the same phases, see `keras_dcgan.steps`.
 
-    `History` holds `d_loss` and `g_loss`, each the mean over the epoch's
+    `History` records `d_loss` and `g_loss`, each the mean over the epoch's
     batches. Batches may be images alone or `(images, labels)`, and labels
     are ignored.
 

@@ -1,9 +1,9 @@
 """A transposed convolution computed as a sub-pixel convolution.
 
 XLA's CPU backend computes the weight gradient of a strided
-`Conv2DTranspose` slowly: for the 7x7x128 to 14x14x64 layer of the MNIST
-generator at batch 256, about 3.1 s against 0.16 s on TensorFlow (measured
-on a 2-core x86_64 CPU with jax 0.10.2). A stride-`s` transposed
+`Conv2DTranspose` slowly. For the 7x7x128 to 14x14x64 layer of the MNIST
+generator at batch 256 it took about 3.1 s against 0.16 s on TensorFlow,
+measured on a 2-core x86_64 CPU with jax 0.10.2. A stride-`s` transposed
 convolution equals one stride-1 convolution with `s * s` times the output
 channels followed by a depth-to-space rearrangement (Shi et al. 2016,
 "Real-Time Single Image and Video Super-Resolution Using an Efficient
@@ -34,8 +34,8 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     the taps `t` whose kernel index lies in `0..k-1`, with
     `pad = (k - s) // 2` as in TensorFlow's "same" padding. Each phase is a
     stride-1 correlation with a small kernel gathered from the original
-    one; the `s * s` phases are computed as the output channels of a single
-    convolution and interleaved by depth-to-space.
+    one. The `s * s` phases are computed as the output channels of a single
+    convolution and then interleaved by depth-to-space.
     """
 
     def build(self, input_shape):
