@@ -15,6 +15,7 @@ resumes from it.
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -89,6 +90,37 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class CtrlCBetweenSteps(keras.callbacks.Callback):
+    """Turn Ctrl-C into a KeyboardInterrupt raised between training steps.
+
+    A KeyboardInterrupt that arrives while JAX waits for a step's result was
+    lost in testing (jax 0.10.2, numpy 2.4), and training went on. So the
+    signal handler only records the request, and this callback raises it
+    after the current step. A second Ctrl-C raises at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous_handler = None
+
+    def __enter__(self):
+        self._previous_handler = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        signal.signal(signal.SIGINT, self._previous_handler)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class EpochCounter(keras.callbacks.Callback):
     """Count the epochs completed so far, including earlier runs."""
 
@@ -156,32 +188,35 @@ def main(argv=None):
         return
 
     progress = EpochCounter(initial_epoch)
+    # A resumed run may replace its own grids and checkpoints after the
+    # epoch it resumes from: they exist only when the newest checkpoint was
+    # unreadable.
+    may_replace = args.overwrite or has_checkpoint
     start = time.perf_counter()
     try:
-        model.fit(
-            images,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=args.steps_per_epoch,
-            verbose=args.verbose,
-            callbacks=[
-                progress,
-                # A resumed run may replace its own grids and checkpoints
-                # after the epoch it resumes from: they exist only when the
-                # newest checkpoint was unreadable.
-                keras_dcgan.GANMonitor(
-                    output_dir=image_dir,
-                    seed=args.seed,
-                    overwrite=args.overwrite or has_checkpoint,
-                ),
-                keras_dcgan.GANCheckpoint(
-                    directory=checkpoint_dir,
-                    every_n_epochs=args.checkpoint_every,
-                    overwrite=args.overwrite or has_checkpoint,
-                ),
-            ],
-        )
+        with CtrlCBetweenSteps() as ctrl_c:
+            model.fit(
+                images,
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=args.steps_per_epoch,
+                verbose=args.verbose,
+                callbacks=[
+                    ctrl_c,
+                    progress,
+                    keras_dcgan.GANMonitor(
+                        output_dir=image_dir,
+                        seed=args.seed,
+                        overwrite=may_replace,
+                    ),
+                    keras_dcgan.GANCheckpoint(
+                        directory=checkpoint_dir,
+                        every_n_epochs=args.checkpoint_every,
+                        overwrite=may_replace,
+                    ),
+                ],
+            )
     except KeyboardInterrupt:
         save_on_interrupt(model, checkpoint_dir, progress.completed_epochs)
         sys.exit(130)
