@@ -104,10 +104,9 @@ class GANMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._checked_existing = False
         os.makedirs(self.output_dir, exist_ok=True)
-        rng = np.random.default_rng(self.seed)
-        self.noise = rng.standard_normal(
-            (self.num_images, self.model.latent_dim)
-        ).astype("float32")
+        self.noise = fixed_noise(
+            self.seed, self.num_images, self.model.latent_dim
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._checked_existing or self.overwrite:
@@ -184,18 +183,12 @@ class GANCheckpoint(keras.callbacks.Callback):
         save_at_end=True,
     ):
         super().__init__()
-        if (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 1
-        ):
+        if not _is_int_at_least(every_n_epochs, 1):
             raise ValueError(
                 "Invalid `every_n_epochs`: expected a positive integer. "
                 f"Received: every_n_epochs={every_n_epochs!r}."
             )
-        if max_to_keep is not None and (
-            not isinstance(max_to_keep, int) or max_to_keep < 1
-        ):
+        if max_to_keep is not None and not _is_int_at_least(max_to_keep, 1):
             raise ValueError(
                 "Invalid `max_to_keep`: expected a positive integer or None "
                 f"to keep all. Received: max_to_keep={max_to_keep!r}."
@@ -298,10 +291,9 @@ class MNISTQuality(keras.callbacks.Callback):
         from keras_dcgan import metrics
 
         self._real_features, _ = metrics.classifier_outputs(self.real_images)
-        rng = np.random.default_rng(self.seed)
-        self.noise = rng.standard_normal(
-            (self.num_samples, self.model.latent_dim)
-        ).astype("float32")
+        self.noise = fixed_noise(
+            self.seed, self.num_samples, self.model.latent_dim
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -328,6 +320,16 @@ class MNISTQuality(keras.callbacks.Callback):
                 ).classes_covered
             ),
         }
+
+
+def fixed_noise(seed, num_vectors, latent_dim):
+    """Return float32 standard-normal noise drawn with NumPy from `seed`.
+
+    NumPy, unlike the backends' generators, gives the same numbers on
+    TensorFlow and JAX, so grids and measures match across backends.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((num_vectors, latent_dim)).astype("float32")
 
 
 def _epoch_in_name(path):
