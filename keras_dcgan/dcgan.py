@@ -92,7 +92,12 @@ class DCGAN(keras.Model):
             loss_fn: Loss on logits, called as `loss_fn(labels, logits)`.
                 Defaults to `keras.losses.BinaryCrossentropy(from_logits=True)`.
             **kwargs: Passed to `keras.Model.compile`, such as
-                `steps_per_execution`, `jit_compile` or `run_eagerly`.
+                `steps_per_execution`, `jit_compile` or `run_eagerly`. As
+                in Keras, `auto_scale_loss=True` (the default) wraps both
+                optimizers in `keras.optimizers.LossScaleOptimizer` when
+                the networks compute in float16 (`"mixed_float16"`): a
+                step whose gradients are not finite then leaves the
+                weights as they were, and the logged losses are unscaled.
         """
         for name in _OWN_COMPILE_ARGS:
             if name in kwargs:
@@ -114,6 +119,9 @@ class DCGAN(keras.Model):
             )
         super().compile(**kwargs)
         self._dcgan_compile_kwargs = dict(kwargs)
+        if kwargs.get("auto_scale_loss", True) and self._uses_float16():
+            d_optimizer = _with_loss_scaling(d_optimizer)
+            g_optimizer = _with_loss_scaling(g_optimizer)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
         self.loss_fn = losses.default_loss_fn() if loss_fn is None else loss_fn
@@ -123,6 +131,12 @@ class DCGAN(keras.Model):
         # Optimizer variables exist from here on, so that checkpoints and
         # saved models can be loaded into a freshly compiled model.
         self.optimizer.build()
+
+    def _uses_float16(self):
+        return any(
+            network.dtype_policy.compute_dtype == "float16"
+            for network in (self.generator, self.discriminator)
+        )
 
     def train_step(self, *args):
         """Run one training step of the active backend.
@@ -272,6 +286,12 @@ class DCGAN(keras.Model):
         for name in ("d_optimizer", "g_optimizer", "loss_fn"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         self.compile(**config)
+
+
+def _with_loss_scaling(optimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
 def _check_networks(generator, discriminator, latent_dim):

@@ -41,6 +41,8 @@ def train_step(model, state, data):
         state_mapping += list(
             zip(model.non_trainable_variables, non_trainable_values)
         )
+        # The loss scale of a LossScaleOptimizer is an optimizer variable.
+        state_mapping += list(zip(model.optimizer.variables, optimizer_values))
         with StatelessScope(state_mapping=state_mapping) as scope:
             noise = model.sample_noise(real_images.shape[0])
             generated_images = model.generator(noise, training=True)
@@ -50,12 +52,19 @@ def train_step(model, state, data):
                 model.loss_fn, real_logits, fake_logits
             )
             g_loss = losses.generator_loss(model.loss_fn, fake_logits)
+            # Loss scaling for float16; the identity for other optimizers.
+            scaled_d_loss = model.d_optimizer.scale_loss(d_loss)
+            scaled_g_loss = model.g_optimizer.scale_loss(g_loss)
         new_non_trainable_values = _updated_values(
             scope, model.non_trainable_variables, non_trainable_values
         )
-        return (d_loss, g_loss), new_non_trainable_values
+        return (scaled_d_loss, scaled_g_loss), (
+            new_non_trainable_values,
+            d_loss,
+            g_loss,
+        )
 
-    (d_loss, g_loss), backward, non_trainable_values = jax.vjp(
+    _, backward, (non_trainable_values, d_loss, g_loss) = jax.vjp(
         forward, d_values, g_values, has_aux=True
     )
 

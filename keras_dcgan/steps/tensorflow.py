@@ -26,12 +26,15 @@ def train_step(model, data):
             model.loss_fn, real_logits, fake_logits
         )
         g_loss = losses.generator_loss(model.loss_fn, fake_logits)
+        # Loss scaling for float16; the identity for other optimizers.
+        scaled_d_loss = model.d_optimizer.scale_loss(d_loss)
+        scaled_g_loss = model.g_optimizer.scale_loss(g_loss)
 
     # Phase 3: each network's gradients from its own loss.
     d_variables = model.discriminator.trainable_variables
     g_variables = model.generator.trainable_variables
-    d_grads = d_tape.gradient(d_loss, d_variables)
-    g_grads = g_tape.gradient(g_loss, g_variables)
+    d_grads = d_tape.gradient(scaled_d_loss, d_variables)
+    g_grads = g_tape.gradient(scaled_g_loss, g_variables)
 
     # Phase 4: each optimizer updates its own network.
     model.d_optimizer.apply_gradients(zip(d_grads, d_variables))
