@@ -74,6 +74,13 @@ def parse_args(argv=None):
         "(default: 0)",
     )
     parser.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        default="float32",
+        help="Keras precision policy; mixed_float16 adds loss scaling "
+        "(default: float32)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="allow replacing image grids and checkpoints of another run in "
@@ -168,6 +175,7 @@ def main(argv=None):
         )
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(args.precision)
     images = keras_dcgan.load_mnist(args.data)
 
     model = keras_dcgan.DCGAN(

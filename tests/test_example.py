@@ -155,3 +155,17 @@ def test_ctrl_c_saves_checkpoint_and_resumes(tmp_path):
     assert f"image_at_epoch_{epoch + 1:04d}.png" in os.listdir(
         output / "images"
     )
+
+
+def test_example_precision_flag(tmp_path):
+    data = tmp_path / "mnist.npz"
+    write_fake_mnist(data)
+    result = run_example(
+        *("--data", str(data), "--output", str(tmp_path / "run")),
+        *("--batch-size", "32", "--epochs", "1", "--steps-per-epoch", "1"),
+        *("--precision", "mixed_float16"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(tmp_path / "run" / "training_checkpoints") == [
+        "ckpt-0001.keras"
+    ]
