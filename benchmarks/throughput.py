@@ -12,7 +12,7 @@ of `docs/benchmarks.md`.
 
 Time per step is the median over measured epochs of epoch time divided by
 steps per epoch, after one warm-up epoch that includes compilation. Peak
-memory is the process's maximum resident set size; the growth is the
+memory is the process's maximum resident set size. The growth is the
 change of resident memory from the end of the first measured epoch to the
 end of the last.
 """
@@ -304,10 +304,10 @@ def format_table(args, results):
 
 def shown_arguments(args):
     """Return the command-line arguments, with only the data file's name."""
-    shown = list(args.argv)
-    if args.data and args.data in shown:
-        shown[shown.index(args.data)] = os.path.basename(args.data)
-    return shown
+    arguments = list(args.argv)
+    if args.data and args.data in arguments:
+        arguments[arguments.index(args.data)] = os.path.basename(args.data)
+    return arguments
 
 
 def write_table(table, path):
@@ -324,18 +324,30 @@ def write_table(table, path):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="path of mnist.npz")
     parser.add_argument(
-        "--steps-per-epoch", type=int, default=10, help="default: 10"
+        "--data",
+        default=None,
+        help="path of mnist.npz (default: random images in [-1, 1])",
     )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=10,
+        help="training steps timed per epoch (default: 10)",
+    )
+
     parser.add_argument(
         "--epochs",
         type=int,
         default=4,
         help="epochs including the warm-up one; at least 3 (default: 4)",
     )
+
     parser.add_argument(
-        "--batch-size", type=int, default=256, help="default: 256"
+        "--batch-size",
+        type=int,
+        default=256,
+        help="images per training step (default: 256)",
     )
     parser.add_argument(
         "--precision",
@@ -354,11 +366,17 @@ def parse_args(argv):
         help="Markdown file whose throughput section is replaced "
         "(default: docs/benchmarks.md)",
     )
-    parser.add_argument("--worker", choices=("reference", "fit", "bare"))
+    parser.add_argument(
+        "--worker",
+        choices=("reference", "fit", "bare"),
+        help="internal: run one measurement in this process",
+    )
     args = parser.parse_args(argv)
+
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: one warm-up, two measured")
     args.argv = argv
+    args.backends = args.backends.split(",")
     return args
 
 

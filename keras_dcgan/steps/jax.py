@@ -70,10 +70,10 @@ def train_step(model, state, data):
 
     # Phase 3: each network's gradients from its own loss. Each backward
     # pass also yields the other network's gradients, which jit discards.
-    one = jax.numpy.ones_like(d_loss)
-    zero = jax.numpy.zeros_like(d_loss)
-    d_grads, _ = backward((one, zero))
-    _, g_grads = backward((zero, one))
+    ones = jax.numpy.ones_like(d_loss)
+    zeros = jax.numpy.zeros_like(d_loss)
+    d_grads, _ = backward((ones, zeros))
+    _, g_grads = backward((zeros, ones))
 
     # Phase 4: each optimizer updates its own network.
     d_optimizer_values, g_optimizer_values = model.optimizer.split_variables(
