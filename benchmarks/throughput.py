@@ -18,6 +18,7 @@ end of the last.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,8 +31,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOC_PATH = os.path.join(HERE, "..", "docs", "benchmarks.md")
-BEGIN_MARK = "<!-- throughput:begin -->"
-END_MARK = "<!-- throughput:end -->"
 RUNS = [
     ("reference loop", "tensorflow", "reference"),
     ("DCGAN.fit", "tensorflow", "fit"),
@@ -68,6 +67,10 @@ def measure_reference(args, images):
     sys.path.insert(0, HERE)
     from reference_loop import ReferenceTrainer
 
+    if args.precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy(args.precision)
     trainer = ReferenceTrainer()
     batches = iter(trainer.dataset(images, args.batch_size))
     epoch_seconds, resident = [], []
@@ -84,16 +87,27 @@ def measure_reference(args, images):
 def build_model(args):
     import keras
 
-    from keras_dcgan import DCGAN, build_discriminator, build_generator
+    from keras_dcgan import (
+        DCGAN,
+        build_discriminator,
+        build_generator,
+        data_parallel_scope,
+        distribution,
+    )
 
+    scope = contextlib.nullcontext()
+    if getattr(args, "data_parallel", False):
+        scope = data_parallel_scope(cpu_devices=args.cpu_devices)
     if args.precision:
         keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
-    model = DCGAN(build_generator(), build_discriminator(), seed=0)
-    model.compile(
-        d_optimizer=keras.optimizers.Adam(1e-4),
-        g_optimizer=keras.optimizers.Adam(1e-4),
-    )
+    with scope:
+        model = DCGAN(build_generator(), build_discriminator(), seed=0)
+        model.compile(
+            d_optimizer=keras.optimizers.Adam(1e-4),
+            g_optimizer=keras.optimizers.Adam(1e-4),
+        )
+    args.devices = distribution.device_count(model)
     return model
 
 
@@ -188,6 +202,7 @@ def run_worker(args):
         "peak_megabytes": peak_megabytes(),
         "growth_megabytes": resident[-1] - resident[1],
         "measured_epochs": len(measured),
+        "devices": getattr(args, "devices", 1),
     }
     print("RESULT " + json.dumps(result))
 
@@ -219,62 +234,115 @@ def package_versions():
     return completed.stdout.strip()
 
 
-def run_all(args):
-    results = []
+def planned_runs(args):
+    """Return (label, backend, worker, policy) for each run, in order.
+
+    The float32 reference loop always runs, since every ratio is taken
+    against it. With `--precision` the reference loop also runs under that
+    policy, so the table separates the gain of the policy from the gain of
+    `DCGAN.fit`.
+    """
+    runs = []
     for label, backend, worker in RUNS:
-        if backend not in args.backends:
+        if backend not in args.backends and worker != "reference":
             continue
-        command = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            worker,
-        ]
-        command += ["--steps-per-epoch", str(args.steps_per_epoch)]
-        command += ["--epochs", str(args.epochs)]
-        command += ["--batch-size", str(args.batch_size)]
-        if args.data:
-            command += ["--data", args.data]
-        if args.precision and worker != "reference":
-            command += ["--precision", args.precision]
-        environment = dict(os.environ, KERAS_BACKEND=backend)
-        print(f"Running {label} on {backend}...", flush=True)
-        completed = subprocess.run(
-            command, env=environment, capture_output=True, text=True
+        if worker == "bare" and args.data_parallel:
+            continue
+        if worker == "reference":
+            runs.append((label, backend, worker, None))
+            if args.precision is None:
+                continue
+        runs.append((label, backend, worker, args.precision))
+    return runs
+
+
+def run_once(args, label, backend, worker, policy):
+    command = [sys.executable, os.path.abspath(__file__), "--worker", worker]
+    command += ["--steps-per-epoch", str(args.steps_per_epoch)]
+    command += ["--epochs", str(args.epochs)]
+    command += ["--batch-size", str(args.batch_size)]
+    if args.data:
+        command += ["--data", args.data]
+    if policy:
+        command += ["--precision", policy]
+    if args.data_parallel and worker == "fit":
+        command += ["--data-parallel"]
+        if args.cpu_devices:
+            command += ["--cpu-devices", str(args.cpu_devices)]
+    environment = dict(os.environ, KERAS_BACKEND=backend)
+    print(f"Running {label} on {backend}...", flush=True)
+    completed = subprocess.run(
+        command, env=environment, capture_output=True, text=True
+    )
+    lines = [
+        line
+        for line in completed.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    if completed.returncode != 0 or not lines:
+        sys.exit(
+            f"error: the {label} run on {backend} failed:\n"
+            f"{completed.stderr[-3000:]}"
         )
-        lines = [
-            line
-            for line in completed.stdout.splitlines()
-            if line.startswith("RESULT ")
-        ]
-        if completed.returncode != 0 or not lines:
-            sys.exit(
-                f"error: the {label} run on {backend} failed:\n"
-                f"{completed.stderr[-3000:]}"
-            )
-        result = json.loads(lines[-1][len("RESULT ") :])
-        result.update(label=label, backend=backend, worker=worker)
-        print(json.dumps(result), flush=True)
-        results.append(result)
+    result = json.loads(lines[-1][len("RESULT ") :])
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def run_all(args):
+    """Run every planned run `--repeats` times, interleaved; keep medians.
+
+    Interleaving spreads slow phases of a shared machine over all runs
+    instead of over one of them.
+    """
+    runs = planned_runs(args)
+    measured = {run: [] for run in runs}
+    for _ in range(args.repeats):
+        for run in runs:
+            measured[run].append(run_once(args, *run))
+    results = []
+    for (label, backend, worker, policy), repeats in measured.items():
+        step_seconds = statistics.median(r["step_seconds"] for r in repeats)
+        results.append(
+            {
+                "label": label,
+                "backend": backend,
+                "worker": worker,
+                "policy": policy or "float32",
+                "step_seconds": step_seconds,
+                "images_per_second": args.batch_size / step_seconds,
+                "peak_megabytes": max(r["peak_megabytes"] for r in repeats),
+                "growth_megabytes": statistics.median(
+                    r["growth_megabytes"] for r in repeats
+                ),
+                "devices": repeats[0].get("devices", 1),
+            }
+        )
     return results
 
 
 def format_table(args, results):
-    reference = next((r for r in results if r["worker"] == "reference"), None)
+    reference = next(
+        (
+            r
+            for r in results
+            if r["worker"] == "reference" and r["policy"] == "float32"
+        ),
+        None,
+    )
     bare = {r["backend"]: r for r in results if r["worker"] == "bare"}
     lines = [
-        BEGIN_MARK,
-        "",
         f"Machine: {machine_description()}. Packages: {package_versions()}.",
         f"Batch {args.batch_size}, {args.steps_per_epoch} steps per epoch, "
         f"{args.epochs - 1} measured epochs after 1 warm-up epoch, "
-        f"precision policy {args.precision or 'float32'}, data "
+        f"median of {args.repeats} interleaved repeats, "
+        "ratios against the float32 reference loop, data "
         f"{'MNIST' if args.data else 'random images'}. Command: "
         f"`python benchmarks/throughput.py {' '.join(shown_arguments(args))}`.",
         "",
-        "| run | backend | s/step | images/s | vs reference | fit overhead "
-        "| peak MiB | growth MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | backend | policy | devices | s/step | images/s "
+        "| vs reference | fit overhead | peak MiB | growth MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         ratio = "-"
@@ -290,6 +358,8 @@ def format_table(args, results):
         cells = [
             result["label"],
             result["backend"],
+            result["policy"],
+            str(result["devices"]),
             f"{result['step_seconds']:.3f}",
             f"{result['images_per_second']:.1f}",
             ratio,
@@ -298,7 +368,6 @@ def format_table(args, results):
             f"{result['growth_megabytes']:+.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", END_MARK]
     return "\n".join(lines)
 
 
@@ -310,14 +379,31 @@ def shown_arguments(args):
     return arguments
 
 
-def write_table(table, path):
+def section_name(args):
+    """Return the marker name of the table for these arguments."""
+    name = "throughput"
+    if args.precision:
+        name += f"-{args.precision}"
+    if args.data_parallel:
+        name += "-data-parallel"
+    return name
+
+
+def replace_section(path, name, body):
+    """Put `body` between the `name` markers of the Markdown file `path`.
+
+    A file without the markers gets them, with `body`, appended under a
+    heading named after the section.
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n\n{body}\n\n{end}"
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN_MARK in text and END_MARK in text:
-        before = text[: text.index(BEGIN_MARK)]
-        after = text[text.index(END_MARK) + len(END_MARK) :]
-        text = before + table + after
+    if begin in text and end in text:
+        before = text[: text.index(begin)]
+        after = text[text.index(end) + len(end) :]
+        text = before + block + after
     else:
-        text = text.rstrip("\n") + "\n\n## Throughput\n\n" + table + "\n"
+        text = text.rstrip("\n") + f"\n\n## {name}\n\n" + block + "\n"
     with open(path, "w") as file:
         file.write(text)
 
@@ -356,6 +442,27 @@ def parse_args(argv):
         help="Keras precision policy for DCGAN runs (default: float32)",
     )
     parser.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="train the DCGAN.fit runs data-parallel over every local "
+        "device with keras_dcgan.data_parallel_scope(); the bare-step runs "
+        "are left out (default: one device)",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="with --data-parallel, split the CPU into this many virtual "
+        "devices (default: the real devices)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="times to run the whole set of runs, interleaved; the table "
+        "shows medians (default: 1)",
+    )
+    parser.add_argument(
         "--backends",
         default="tensorflow,jax",
         help="comma-separated backends to run (default: tensorflow,jax)",
@@ -373,6 +480,10 @@ def parse_args(argv):
     )
     args = parser.parse_args(argv)
 
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.cpu_devices is not None and not args.data_parallel:
+        parser.error("--cpu-devices needs --data-parallel")
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: one warm-up, two measured")
     args.argv = argv
@@ -388,7 +499,7 @@ def main(argv=None):
         return
     results = run_all(args)
     table = format_table(args, results)
-    write_table(table, args.doc)
+    replace_section(args.doc, section_name(args), table)
     print(table)
 
 

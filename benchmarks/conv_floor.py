@@ -1,0 +1,280 @@
+"""Time the convolutions of one DCGAN step, one by one, on each backend.
+
+    python benchmarks/conv_floor.py
+
+A training step of the reference architecture is dominated by its
+convolutions. This script times each convolution that one step runs,
+forward and backward, as separate compiled functions with the layers that
+keras_dcgan builds, and multiplies each time by the number of times the
+step runs it. The sum is a floor for the step on that backend: no training
+loop that computes the same thing with the same kernels can be faster.
+The table replaces the convolution section of `docs/benchmarks.md`.
+
+Per step, with batch B: the generator's three transposed convolutions run
+forward once and backward once for the input and once for the kernel. Each
+discriminator convolution runs forward twice (real and generated images)
+and backward for the kernel twice; the second one runs backward for its
+input three times (real and generated images for the discriminator's own
+first layer, generated images for the generator's gradient), the first one
+once (generated images for the generator's gradient).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+DOC_PATH = os.path.join(HERE, "..", "docs", "benchmarks.md")
+SECTION = "conv-floor"
+# (name, layer kind, input shape without batch, filters, stride,
+#  forward count, input-gradient count, kernel-gradient count)
+CONVOLUTIONS = [
+    ("generator 7x7x256 -> 7x7x128", "transpose", (7, 7, 256), 128, 1, 1, 1, 1),
+    ("generator 7x7x128 -> 14x14x64", "transpose", (7, 7, 128), 64, 2, 1, 1, 1),
+    ("generator 14x14x64 -> 28x28x1", "transpose", (14, 14, 64), 1, 2, 1, 1, 1),
+    ("discriminator 28x28x1 -> 14x14x64", "conv", (28, 28, 1), 64, 2, 2, 1, 2),
+    (
+        "discriminator 14x14x64 -> 7x7x128",
+        "conv",
+        (14, 14, 64),
+        128,
+        2,
+        2,
+        3,
+        2,
+    ),
+]
+
+
+def make_layer(kind, filters, stride):
+    import keras
+
+    from keras_dcgan.layers import Conv2DTranspose
+
+    layer_class = (
+        Conv2DTranspose if kind == "transpose" else keras.layers.Conv2D
+    )
+    return layer_class(
+        filters, 5, strides=stride, padding="same", use_bias=False
+    )
+
+
+def time_call(function, repeats):
+    """Return the fastest of `repeats` timed calls, after one warm-up call.
+
+    The fastest call is the floor the step can reach; slower ones measure
+    other work of a shared machine.
+    """
+    function()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds)
+
+
+def jax_functions(layer, inputs, upstream):
+    import jax
+
+    def forward(kernel, images):
+        return layer.stateless_call([kernel], [], images)[0]
+
+    kernel = layer.kernel.value
+    forward_jit = jax.jit(forward)
+    input_grad = jax.jit(
+        lambda k, x, g: jax.vjp(lambda x: forward(k, x), x)[1](g)[0]
+    )
+    kernel_grad = jax.jit(
+        lambda k, x, g: jax.vjp(lambda k: forward(k, x), k)[1](g)[0]
+    )
+    return {
+        "forward": lambda: forward_jit(kernel, inputs).block_until_ready(),
+        "input": lambda: input_grad(
+            kernel, inputs, upstream
+        ).block_until_ready(),
+        "kernel": lambda: kernel_grad(
+            kernel, inputs, upstream
+        ).block_until_ready(),
+    }
+
+
+def tensorflow_functions(layer, inputs, upstream):
+    import tensorflow as tf
+
+    inputs = tf.constant(inputs)
+    upstream = tf.constant(upstream)
+
+    @tf.function
+    def forward(images):
+        return layer(images)
+
+    @tf.function
+    def input_grad(images, grad):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images)
+        return tape.gradient(outputs, images, output_gradients=grad)
+
+    @tf.function
+    def kernel_grad(images, grad):
+        with tf.GradientTape() as tape:
+            outputs = layer(images)
+        return tape.gradient(outputs, layer.kernel, output_gradients=grad)
+
+    return {
+        "forward": lambda: forward(inputs).numpy(),
+        "input": lambda: input_grad(inputs, upstream).numpy(),
+        "kernel": lambda: kernel_grad(inputs, upstream).numpy(),
+    }
+
+
+def run_worker(args):
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, kind, shape, filters, stride, *counts in CONVOLUTIONS:
+        layer = make_layer(kind, filters, stride)
+        inputs = rng.normal(size=(args.batch_size, *shape)).astype("float32")
+        outputs_shape = layer.compute_output_shape(inputs.shape)
+        layer.build(inputs.shape)
+        upstream = rng.normal(size=outputs_shape).astype("float32")
+        if keras.backend.backend() == "jax":
+            functions = jax_functions(layer, inputs, upstream)
+        else:
+            functions = tensorflow_functions(layer, inputs, upstream)
+        seconds = {
+            part: time_call(function, args.repeats)
+            for part, function in functions.items()
+        }
+        rows.append(
+            {
+                "name": name,
+                "seconds": seconds,
+                "counts": dict(zip(("forward", "input", "kernel"), counts)),
+            }
+        )
+    print("RESULT " + json.dumps(rows))
+
+
+def run_all(args):
+    results = {}
+    for backend in args.backends:
+        command = [sys.executable, os.path.abspath(__file__), "--worker"]
+        command += ["--batch-size", str(args.batch_size)]
+        command += ["--repeats", str(args.repeats)]
+        print(f"Timing convolutions on {backend}...", flush=True)
+        completed = subprocess.run(
+            command,
+            env=dict(os.environ, KERAS_BACKEND=backend),
+            capture_output=True,
+            text=True,
+        )
+        lines = [
+            line
+            for line in completed.stdout.splitlines()
+            if line.startswith("RESULT ")
+        ]
+        if completed.returncode != 0 or not lines:
+            sys.exit(
+                f"error: the run on {backend} failed:\n"
+                f"{completed.stderr[-3000:]}"
+            )
+        results[backend] = json.loads(lines[-1][len("RESULT ") :])
+    return results
+
+
+def step_milliseconds(rows):
+    return sum(
+        1000 * row["seconds"][part] * row["counts"][part]
+        for row in rows
+        for part in ("forward", "input", "kernel")
+    )
+
+
+def format_table(args, results):
+    from throughput import machine_description, package_versions
+
+    backends = list(results)
+    header = "| convolution | pass | runs per step | "
+    header += " | ".join(f"{backend} ms" for backend in backends) + " |"
+    lines = [
+        f"Machine: {machine_description()}. Packages: {package_versions()}.",
+        f"Batch {args.batch_size}, float32, fastest of {args.repeats} calls. "
+        "Command: `python benchmarks/conv_floor.py`.",
+        "",
+        header,
+        "|---|---|---|" + "---|" * len(backends),
+    ]
+    first = results[backends[0]]
+    for index, row in enumerate(first):
+        for part in ("forward", "input", "kernel"):
+            cells = [row["name"], part, str(row["counts"][part])]
+            cells += [
+                f"{1000 * results[b][index]['seconds'][part]:.1f}"
+                for b in backends
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    totals = [f"**{step_milliseconds(results[b]):.0f}**" for b in backends]
+    lines.append("| **sum per step** | | | " + " | ".join(totals) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="images per training step (default: 256)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=10,
+        help="timed calls per pass after one warm-up call; the fastest "
+        "counts (default: 10)",
+    )
+    parser.add_argument(
+        "--backends",
+        default="tensorflow,jax",
+        help="comma-separated backends to run (default: tensorflow,jax)",
+    )
+    parser.add_argument(
+        "--doc",
+        default=DOC_PATH,
+        help="Markdown file whose convolution section is replaced "
+        "(default: docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="internal: time the backend of KERAS_BACKEND in this process",
+    )
+    args = parser.parse_args(argv)
+    args.backends = args.backends.split(",")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.worker:
+        run_worker(args)
+        return
+    results = run_all(args)
+    table = format_table(args, results)
+    from throughput import replace_section
+
+    replace_section(args.doc, SECTION, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
