@@ -4,6 +4,7 @@ from keras_dcgan.callbacks import GANCheckpoint, GANMonitor
 from keras_dcgan.checkpoints import latest_checkpoint, restore_checkpoint
 from keras_dcgan.data import load_mnist
 from keras_dcgan.dcgan import DCGAN
+from keras_dcgan.distribution import data_parallel_scope
 from keras_dcgan.models import build_discriminator, build_generator
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __all__ = [
     "GANMonitor",
     "build_discriminator",
     "build_generator",
+    "data_parallel_scope",
     "latest_checkpoint",
     "load_mnist",
     "restore_checkpoint",

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_dcgan import losses, steps, validation
+from keras_dcgan import distribution, losses, steps, validation
 from keras_dcgan.callbacks import StopOnNonFiniteLoss
 from keras_dcgan.optimizers import OptimizerPair
 
@@ -164,6 +164,7 @@ class DCGAN(keras.Model):
             )
         image_shape = tuple(self.discriminator.inputs[0].shape[1:])
         validation.check_training_data(x, image_shape, batch_size)
+        distribution.warn_replica_layers(self)
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = [*(callbacks or []), StopOnNonFiniteLoss()]
         return super().fit(

@@ -1,4 +1,10 @@
-"""A transposed convolution computed as a sub-pixel convolution.
+"""Layers that compute what Keras's layers compute, faster or on replicas.
+
+`Conv2DTranspose` computes a transposed convolution as a sub-pixel
+convolution on JAX. `BatchNormalization` and `Dropout` give the same
+results on several `tf.distribute` replicas as on one device (see
+`keras_dcgan.distribution`). Each keeps the Keras class name and weights,
+so weight files and checkpoints load into models built with either.
 
 XLA's CPU backend computes the weight gradient of a strided
 `Conv2DTranspose` slowly. For the 7x7x128 to 14x14x64 layer of the MNIST
@@ -13,6 +19,8 @@ Sub-Pixel Convolutional Neural Network"), and XLA computes that quickly.
 import keras
 import numpy as np
 from keras import ops
+
+from keras_dcgan.distribution import num_replicas, replica_rows
 
 
 @keras.saving.register_keras_serializable(package="keras_dcgan")
@@ -132,3 +140,58 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+
+@keras.saving.register_keras_serializable(package="keras_dcgan")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` with statistics over all replicas.
+
+    Under `tf.distribute` with more than one replica this layer computes
+    the batch mean and variance over the global batch, as
+    `synchronized=True` does, so that data-parallel training normalizes
+    exactly as one device does. Everywhere else it is
+    `keras.layers.BatchNormalization`. The `synchronized` argument is kept
+    in the config as given, because Keras rejects `synchronized=True` on
+    other backends and a saved model must load on every backend. The class
+    name is kept for the same reason as in `Conv2DTranspose`.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not training or self.synchronized or num_replicas() == 1:
+            return super().call(inputs, training=training, mask=mask)
+        self.synchronized = True
+        try:
+            return super().call(inputs, training=training, mask=mask)
+        finally:
+            self.synchronized = False
+
+
+@keras.saving.register_keras_serializable(package="keras_dcgan")
+class Dropout(keras.layers.Dropout):
+    """`keras.layers.Dropout` with one mask for the global batch.
+
+    Under `tf.distribute` with more than one replica, Keras's dropout draws
+    the same mask on every replica, because the seed state is mirrored.
+    This layer draws the mask of the global batch on each replica and keeps
+    the replica's rows, the mask that one device would apply to the same
+    images. Everywhere else, and with a `noise_shape`, it is
+    `keras.layers.Dropout`.
+    """
+
+    def call(self, inputs, training=False):
+        if (
+            not training
+            or self.rate == 0
+            or self.noise_shape is not None
+            or num_replicas() == 1
+        ):
+            return super().call(inputs, training=training)
+        sample_shape = ops.shape(inputs)[1:]
+
+        def draw_mask(rows):
+            ones = ops.ones((rows, *sample_shape), dtype=inputs.dtype)
+            return keras.random.dropout(
+                ones, self.rate, seed=self.seed_generator
+            )
+
+        return inputs * replica_rows(draw_mask, ops.shape(inputs)[0])

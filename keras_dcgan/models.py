@@ -10,7 +10,7 @@ strided convolutions with dropout in the discriminator, LeakyReLU in both.
 import keras
 from keras import layers
 
-from keras_dcgan.layers import Conv2DTranspose
+from keras_dcgan.layers import BatchNormalization, Conv2DTranspose, Dropout
 
 # Square images of side `start_size * 2**stages`, with `start_size` in this
 # range and at least one stride-2 stage, can be built.
@@ -114,7 +114,7 @@ def build_generator(
         use_bias=False,
         name="project",
     )(noise)
-    x = layers.BatchNormalization(name="project_bn")(x)
+    x = BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(negative_slope=negative_slope, name="project_relu")(x)
     x = layers.Reshape(
         (start_size, start_size, base_filters * 2**stages), name="reshape"
@@ -133,7 +133,7 @@ def build_generator(
             use_bias=False,
             name=f"deconv_{index}",
         )(x)
-        x = layers.BatchNormalization(name=f"deconv_{index}_bn")(x)
+        x = BatchNormalization(name=f"deconv_{index}_bn")(x)
         x = layers.LeakyReLU(
             negative_slope=negative_slope, name=f"deconv_{index}_relu"
         )(x)
@@ -207,7 +207,7 @@ def build_discriminator(
         x = layers.LeakyReLU(
             negative_slope=negative_slope, name=f"conv_{index}_relu"
         )(x)
-        x = layers.Dropout(dropout_rate, name=f"conv_{index}_dropout")(x)
+        x = Dropout(dropout_rate, name=f"conv_{index}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
     logits = layers.Dense(1, dtype="float32", name="logit")(x)
     return keras.Model(images, logits, name=name)

@@ -6,16 +6,18 @@ variables directly. The phases match `steps/jax.py` one for one.
 
 import tensorflow as tf
 
-from keras_dcgan import losses
+from keras_dcgan import distribution, losses
 from keras_dcgan.steps.common import real_images_from_batch
 
 
 def train_step(model, data):
     """Run one adversarial step on a batch and return the running logs."""
-    # Phase 1: real images and a noise batch of the same size.
+    # Phase 1: real images and a noise batch of the same size. On several
+    # replicas each one takes its rows of the global batch's noise.
     real_images = real_images_from_batch(data)
     batch_size = tf.shape(real_images)[0]
-    noise = model.sample_noise(batch_size)
+    distribution.check_replica_loss(model.loss_fn)
+    noise = distribution.replica_rows(model.sample_noise, batch_size)
 
     # Phase 2: one forward pass of both networks, and both losses.
     with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
@@ -40,7 +42,9 @@ def train_step(model, data):
     model.d_optimizer.apply_gradients(zip(d_grads, d_variables))
     model.g_optimizer.apply_gradients(zip(g_grads, g_variables))
 
-    # Phase 5: running means of both losses over the epoch.
-    model.d_loss_tracker.update_state(d_loss)
-    model.g_loss_tracker.update_state(g_loss)
-    return {metric.name: metric.result() for metric in model.metrics}
+    # Phase 5: running means of both losses over the epoch, as global-batch
+    # values when the step runs on several replicas.
+    model.d_loss_tracker.update_state(distribution.logged_loss(d_loss))
+    model.g_loss_tracker.update_state(distribution.logged_loss(g_loss))
+    logs = {metric.name: metric.result() for metric in model.metrics}
+    return distribution.per_replica_logs(logs)
