@@ -10,11 +10,12 @@ import glob
 import logging
 import math
 import os
+import signal
 
 import keras
 import numpy as np
 
-from keras_dcgan import checkpoints, plotting, validation
+from keras_dcgan import checkpoints, distribution, plotting, validation
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,61 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 )
 
 
+class CtrlCBetweenSteps(keras.callbacks.Callback):
+    """Turn Ctrl-C into a KeyboardInterrupt raised between training steps.
+
+    A KeyboardInterrupt that arrives while JAX waits for a step's result was
+    lost in testing (jax 0.10.2, numpy 2.4), and training went on. So the
+    signal handler only records the request, and this callback raises it
+    after the current step. A second Ctrl-C raises at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous_handler = None
+
+    def __enter__(self):
+        self._previous_handler = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        signal.signal(signal.SIGINT, self._previous_handler)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Count the epochs completed so far, including earlier runs."""
+
+    def __init__(self, initial_epoch):
+        super().__init__()
+        self.completed_epochs = initial_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.completed_epochs = epoch + 1
+
+
 class GANMonitor(keras.callbacks.Callback):
-    """Save a grid of generated images after every epoch.
+    """Save a grid of generated images after every epoch, and plots.
 
     The grid shows the generator's output, in inference mode, for one fixed
     batch of noise vectors drawn with NumPy from `seed`, so grids of
     different epochs and of different backends show the same noise. Files
     are named `image_at_epoch_NNNN.png` with epochs counted from 1.
+
+    The epoch logs (`d_loss`, `g_loss`, and the quality measures of
+    `MNISTQuality` or any other numbers that callbacks add) go to
+    `training_log.csv`, one row per epoch, and at the end of training to a
+    plot, `training_plot.png`. A resumed run reads the rows of the epochs
+    before the one it starts from, so the plot covers the whole training.
 
     Args:
         output_dir: Folder of the grids, created if missing. Defaults to
@@ -70,7 +119,13 @@ class GANMonitor(keras.callbacks.Callback):
         overwrite: Whether grids of epochs after `initial_epoch` already in
             `output_dir`, left by another run, may be replaced. Defaults to
             `False`, which raises `FileExistsError` before the first step.
+        plot_name: File name, inside `output_dir`, of the plot of the
+            epoch logs written at the end of training. Defaults to
+            `"training_plot.png"`. `None` writes neither the plot nor the
+            CSV file of the logs.
     """
+
+    log_name = "training_log.csv"
 
     def __init__(
         self,
@@ -80,6 +135,7 @@ class GANMonitor(keras.callbacks.Callback):
         gif_name="dcgan.gif",
         frame_duration_ms=200,
         overwrite=False,
+        plot_name="training_plot.png",
     ):
         super().__init__()
         if (
@@ -98,17 +154,31 @@ class GANMonitor(keras.callbacks.Callback):
         self.gif_name = gif_name
         self.frame_duration_ms = frame_duration_ms
         self.overwrite = overwrite
+        self.plot_name = plot_name
         self.noise = None
         self._checked_existing = False
+        self._epoch_logs = None
 
     def on_train_begin(self, logs=None):
         self._checked_existing = False
+        self._epoch_logs = None
         os.makedirs(self.output_dir, exist_ok=True)
         self.noise = fixed_noise(
             self.seed, self.num_images, self.model.latent_dim
         )
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._epoch_logs is None:
+            # Epochs of an earlier run up to the one this run starts from.
+            self._epoch_logs = [
+                (number, row)
+                for number, row in plotting.read_epoch_logs(self._log_path())
+                if number <= epoch
+            ]
+        else:
+            # The logs of the last epoch are complete only now: callbacks
+            # after this one may have added to them in `on_epoch_end`.
+            self._write_epoch_logs()
         if self._checked_existing or self.overwrite:
             return
         self._checked_existing = True
@@ -128,10 +198,23 @@ class GANMonitor(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._epoch_logs is not None and logs is not None:
+            # The same dictionary that later callbacks add their values to.
+            self._epoch_logs.append((epoch + 1, logs))
+        if not distribution.is_chief(self.model):
+            return
         images = self.model.generate_from_noise(self.noise)
         plotting.save_image_grid(images, self.image_path(epoch + 1))
 
     def on_train_end(self, logs=None):
+        if not distribution.is_chief(self.model):
+            return
+        if self.plot_name is not None and self._epoch_logs:
+            self._write_epoch_logs()
+            plotting.save_training_plot(
+                self._epoch_logs,
+                os.path.join(self.output_dir, self.plot_name),
+            )
         if self.gif_name is None:
             return
         frame_paths = sorted(
@@ -143,6 +226,14 @@ class GANMonitor(keras.callbacks.Callback):
                 os.path.join(self.output_dir, self.gif_name),
                 self.frame_duration_ms,
             )
+
+    def _log_path(self):
+        return os.path.join(self.output_dir, self.log_name)
+
+    def _write_epoch_logs(self):
+        if self.plot_name is None or not distribution.is_chief(self.model):
+            return
+        plotting.write_epoch_logs(self._epoch_logs, self._log_path())
 
     def image_path(self, epoch):
         """Return the path of the grid saved after `epoch` (1-based)."""
@@ -241,6 +332,8 @@ class GANCheckpoint(keras.callbacks.Callback):
             self._save(last_epoch)
 
     def _save(self, completed_epochs):
+        if not distribution.is_chief(self.model):
+            return
         path = checkpoints.save_checkpoint(
             self.model, self.directory, completed_epochs, self.max_to_keep
         )

@@ -138,6 +138,36 @@ def restore_checkpoint(model, directory, fallback=True):
     )
 
 
+def load_saved_model(path):
+    """Load a compiled DCGAN from a `.keras` file or a checkpoint folder.
+
+    A folder gives its newest checkpoint.
+
+    Returns:
+        `(model, model_path)`: the model and the file it was loaded from.
+
+    Raises:
+        FileNotFoundError: if `path` is neither a file nor a folder with a
+            checkpoint.
+    """
+    import keras
+
+    model_path = path
+    if os.path.isdir(path):
+        model_path = latest_checkpoint(path)
+        if model_path is None:
+            raise FileNotFoundError(
+                f"No checkpoint found in {path!r}: expected files named "
+                "ckpt-NNNN.keras. Pass a .keras file or a checkpoint folder."
+            )
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Model not found: {path!r}. Pass a .keras file or a folder of "
+            "checkpoints."
+        )
+    return keras.saving.load_model(model_path), model_path
+
+
 def verify_checkpoint(path):
     """Raise `CheckpointError` if the `.keras` file at `path` is damaged."""
     try:

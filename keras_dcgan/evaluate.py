@@ -10,7 +10,6 @@ Fréchet distance, MNIST score and class coverage are printed as JSON.
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -46,25 +45,10 @@ def parse_args(argv=None):
 
 def evaluate(path, data=None, num_samples=10000, seed=0):
     """Return the measures of the model saved at `path` as a dict."""
-    import keras
-
     from keras_dcgan import checkpoints, metrics
     from keras_dcgan.data import load_mnist
 
-    model_path = path
-    if os.path.isdir(path):
-        model_path = checkpoints.latest_checkpoint(path)
-        if model_path is None:
-            raise FileNotFoundError(
-                f"No checkpoint found in {path!r}: expected files named "
-                "ckpt-NNNN.keras. Pass a .keras file or a checkpoint folder."
-            )
-    elif not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Model not found: {path!r}. Pass a .keras file or a folder of "
-            "checkpoints."
-        )
-    model = keras.saving.load_model(model_path)
+    model, model_path = checkpoints.load_saved_model(path)
     generated = model.generate(num_samples, seed=seed)
     real_images = load_mnist(data, split="test")
     real_features, _ = metrics.classifier_outputs(real_images)

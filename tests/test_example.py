@@ -53,6 +53,8 @@ def test_example_trains_and_resumes(tmp_path):
         "dcgan.gif",
         "image_at_epoch_0001.png",
         "image_at_epoch_0002.png",
+        "training_log.csv",
+        "training_plot.png",
     ]
     assert os.listdir(output / "training_checkpoints") == ["ckpt-0002.keras"]
 
@@ -68,6 +70,10 @@ def test_example_trains_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming from the checkpoint after epoch 2" in second.stdout
     assert "image_at_epoch_0003.png" in os.listdir(output / "images")
+    # The resumed run's log and plot cover the epochs of both runs.
+    with open(output / "images" / "training_log.csv") as file:
+        epochs = [line.split(",")[0] for line in file.read().splitlines()]
+    assert epochs == ["epoch", "1", "2", "3"]
     assert sorted(os.listdir(output / "training_checkpoints")) == [
         "ckpt-0002.keras",
         "ckpt-0003.keras",
@@ -169,3 +175,30 @@ def test_example_precision_flag(tmp_path):
     assert os.listdir(tmp_path / "run" / "training_checkpoints") == [
         "ckpt-0001.keras"
     ]
+
+
+def test_example_data_parallel_two_devices(tmp_path):
+    data = tmp_path / "mnist.npz"
+    write_fake_mnist(data)
+    output = tmp_path / "run"
+    result = run_example(
+        *("--data", str(data), "--output", str(output)),
+        *("--batch-size", "32", "--epochs", "1", "--steps-per-epoch", "2"),
+        *("--data-parallel", "--cpu-devices", "2"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training data-parallel on 2 device(s)." in result.stdout
+    assert os.listdir(output / "training_checkpoints") == ["ckpt-0001.keras"]
+    assert "image_at_epoch_0001.png" in os.listdir(output / "images")
+
+
+def test_example_rejects_cpu_devices_alone(tmp_path):
+    result = run_example(
+        *("--output", str(tmp_path / "run"), "--cpu-devices", "2")
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line == (
+        "error: --multi-worker and --cpu-devices need --data-parallel"
+    )
+    assert not (tmp_path / "run").exists()
