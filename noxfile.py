@@ -1,4 +1,4 @@
-"""Development sessions: `nox -s lint tests` is what CI runs.
+"""Development sessions: `nox -s lint tests docs` is what CI runs.
 
 Arguments after `--` go to pytest, for example `nox -s tests -- -k fit`.
 """
@@ -6,7 +6,7 @@ Arguments after `--` go to pytest, for example `nox -s tests -- -k fit`.
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "docs"]
 
 BACKENDS = ["tensorflow", "jax"]
 # Both backends are installed in every test session: the JAX session also
@@ -25,15 +25,14 @@ def lint(session):
 @nox.session
 @nox.parametrize("backend", BACKENDS)
 def tests(session, backend):
-    """Run the default test suite on one Keras backend."""
+    """Run the default test suite, then the docstring examples, on one
+    Keras backend."""
     session.install(INSTALL)
-    session.run(
-        "pytest",
-        "-m",
-        "not slow",
-        *session.posargs,
-        env={"KERAS_BACKEND": backend},
-    )
+    environment = {"KERAS_BACKEND": backend}
+    session.run("pytest", "-m", "not slow", *session.posargs, env=environment)
+    # A separate run, since --doctest-modules would also import the
+    # helper scripts in tests/, which run when imported.
+    session.run("pytest", "--doctest-modules", "keras_dcgan", env=environment)
 
 
 @nox.session
@@ -48,3 +47,11 @@ def slow(session, backend):
         *session.posargs,
         env={"KERAS_BACKEND": backend},
     )
+
+
+@nox.session
+def docs(session):
+    """Build the documentation site in strict mode: a broken link, a
+    missing page or an unresolved API reference fails the build."""
+    session.install(".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")

@@ -21,7 +21,13 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_path(directory, epoch):
-    """Return the path of the checkpoint saved after `epoch` (1-based)."""
+    """Return the path of the checkpoint saved after `epoch` (1-based).
+
+    Example:
+
+    >>> checkpoint_path("training_checkpoints", 15)
+    'training_checkpoints/ckpt-0015.keras'
+    """
     return os.path.join(directory, f"ckpt-{epoch:04d}.keras")
 
 

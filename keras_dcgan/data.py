@@ -13,6 +13,11 @@ def scale_images(images):
     """Scale uint8 pixels in 0..255 to float32 in [-1, 1].
 
     The scaling is `(x - 127.5) / 127.5`, as in the TensorFlow DCGAN tutorial.
+
+    Example:
+
+    >>> scale_images([0, 127.5, 255]).tolist()
+    [-1.0, 0.0, 1.0]
     """
     return (np.asarray(images, dtype="float32") - 127.5) / 127.5
 

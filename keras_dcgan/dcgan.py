@@ -39,6 +39,8 @@ class DCGAN(keras.Model):
 
     Example:
 
+    >>> import keras
+    >>> from keras_dcgan import DCGAN, build_discriminator, build_generator
     >>> model = DCGAN(
     ...     build_generator(latent_dim=8, image_shape=(8, 8, 1)),
     ...     build_discriminator(image_shape=(8, 8, 1)),

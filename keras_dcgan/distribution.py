@@ -35,6 +35,11 @@ def replica_position():
     one replica and `0` otherwise; `num_replicas` is a Python integer.
     Outside a TensorFlow replica context, and on other backends, this is
     `(0, 1)`.
+
+    Example:
+
+    >>> replica_position()
+    (0, 1)
     """
     if keras.backend.backend() != "tensorflow":
         return 0, 1

@@ -27,6 +27,13 @@ def upsampling_stages(image_shape):
     between 4 and 7. MNIST's 28 pixels give 2 stages from 7x7, 32 pixels
     give 3 stages from 4x4 and 64 pixels give 4 stages from 4x4.
 
+    Example:
+
+    >>> upsampling_stages((28, 28, 1))
+    2
+    >>> upsampling_stages((64, 64, 3))
+    4
+
     Raises:
         ValueError: if `image_shape` is not `(side, side, channels)` with
             such a side and at least one channel.

@@ -13,7 +13,13 @@ from matplotlib.ticker import MaxNLocator
 
 
 def to_uint8(images):
-    """Map images in [-1, 1] to uint8 pixels with x * 127.5 + 127.5."""
+    """Map images in [-1, 1] to uint8 pixels with x * 127.5 + 127.5.
+
+    Example:
+
+    >>> to_uint8([-1.0, 0.0, 1.0]).tolist()
+    [0, 128, 255]
+    """
     pixels = np.asarray(images, dtype="float32") * 127.5 + 127.5
     return np.clip(np.rint(pixels), 0, 255).astype("uint8")
 

@@ -1,3 +1,5 @@
+import csv
+import importlib.util
 import os
 
 import imageio.v3 as iio
@@ -23,12 +25,114 @@ def test_monitor_saves_grid_per_epoch_and_gif(tmp_path):
         "image_at_epoch_0001.png",
         "image_at_epoch_0002.png",
         "image_at_epoch_0003.png",
+        "training_log.csv",
+        "training_plot.png",
     ]
     grid = iio.imread(tmp_path / "images" / "image_at_epoch_0001.png")
     # A 2x2 grid at 1 inch and 100 dots per inch per image.
     assert grid.shape[:2] == (200, 200)
     gif = iio.imread(tmp_path / "images" / "dcgan.gif", index=None)
     assert gif.shape[0] == 3
+
+
+class AddMeasure(keras.callbacks.Callback):
+    """Add a made-up measure to the epoch logs, as MNISTQuality does."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["made_up_measure"] = 10.0 * (epoch + 1)
+
+
+def read_log(path):
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def test_monitor_log_has_later_callbacks_values(tmp_path):
+    model = make_model()
+    monitor = GANMonitor(output_dir=tmp_path, num_images=4, gif_name=None)
+    model.fit(
+        make_images(16),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[monitor, AddMeasure()],
+    )
+    rows = read_log(tmp_path / "training_log.csv")
+    history = model.history.history
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert [float(row["made_up_measure"]) for row in rows] == [10.0, 20.0]
+    np.testing.assert_allclose(
+        [float(row["d_loss"]) for row in rows], history["d_loss"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        [float(row["g_loss"]) for row in rows], history["g_loss"], rtol=1e-6
+    )
+    # One panel for both losses and one for the measure, 250 pixels each.
+    plot = iio.imread(tmp_path / "training_plot.png")
+    assert plot.shape[:2] == (500, 600)
+
+
+def test_monitor_log_continues_after_resume(tmp_path):
+    model = make_model()
+    images = make_images(16)
+    model.fit(
+        images,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[GANMonitor(tmp_path, num_images=4, gif_name=None)],
+    )
+    first_rows = read_log(tmp_path / "training_log.csv")
+    model.fit(
+        images,
+        batch_size=8,
+        epochs=3,
+        initial_epoch=2,
+        verbose=0,
+        callbacks=[GANMonitor(tmp_path, num_images=4, gif_name=None)],
+    )
+    rows = read_log(tmp_path / "training_log.csv")
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert rows[:2] == first_rows
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None,
+    reason="TensorBoard is not installed (pip install tensorboard)",
+)
+def test_tensorboard_and_csv_logger_record_losses(tmp_path):
+    import tensorflow as tf
+
+    model = make_model()
+    model.fit(
+        make_images(16),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.TensorBoard(tmp_path / "logs"),
+            keras.callbacks.CSVLogger(tmp_path / "log.csv"),
+        ],
+    )
+    tags = {}
+    for path in (tmp_path / "logs" / "train").glob("events*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags[value.tag] = tags.get(value.tag, 0) + 1
+    # One learning rate per optimizer, named after it ("adam", "adam_1"
+    # in a fresh process).
+    rates = {tag: n for tag, n in tags.items() if "learning_rate" in tag}
+    losses = {tag: n for tag, n in tags.items() if tag not in rates}
+    assert losses == {"epoch_d_loss": 2, "epoch_g_loss": 2}
+    assert sorted(rates.values()) == [2, 2]
+    assert all(tag.startswith("epoch_learning_rate_adam") for tag in rates)
+    rows = read_log(tmp_path / "log.csv")
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    np.testing.assert_allclose(
+        [float(row["d_loss"]) for row in rows],
+        model.history.history["d_loss"],
+        rtol=1e-6,
+    )
 
 
 def test_monitor_grids_show_fixed_noise(tmp_path):
