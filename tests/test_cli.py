@@ -136,10 +136,19 @@ def test_folder_batches_scaled_grayscale(tmp_path):
         (["train", "--unknown"], "unrecognized arguments: --unknown"),
     ],
 )
-def test_bad_option_exits_2(arguments, message):
-    result = run_cli(*arguments)
-    assert_one_line_error(result, 2, "keras-dcgan")
-    assert message in result.stderr.strip().splitlines()[-1]
+def test_bad_option_exits_2(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(arguments)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("keras-dcgan")
+    assert message in lines[0]
+
+
+def test_bad_option_as_command_exits_2():
+    result = run_cli("train", "--epochs", "x")
+    assert_one_line_error(result, 2, "keras-dcgan train: error: argument")
 
 
 @pytest.mark.parametrize(
@@ -164,26 +173,39 @@ def test_bad_option_exits_2(arguments, message):
         (["train", "--image-size", "30"], "error: MNIST images are 28x28"),
     ],
 )
-def test_missing_file_exits_1(tmp_path, arguments, message):
+def test_missing_file_exits_1(tmp_path, monkeypatch, arguments, message):
+    # `sys.exit(message)` prints the message and exits with status 1.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(arguments)
+    assert isinstance(exit_info.value.code, str)
+    assert exit_info.value.code.startswith(message)
+    assert "\n" not in exit_info.value.code
+    # Nothing is written: no output folder, no downloaded data.
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_file_as_command_exits_1(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "keras_dcgan.cli", *arguments],
+        [sys.executable, "-m", "keras_dcgan.cli", "sample", "missing-folder"],
         capture_output=True,
         text=True,
         timeout=900,
         cwd=tmp_path,
     )
-    assert_one_line_error(result, 1, message)
-    # Nothing is written: no output folder, no downloaded data.
+    assert_one_line_error(result, 1, "error: Model not found: 'missing-folder'")
     assert os.listdir(tmp_path) == []
 
 
-def test_unbuildable_image_size_rejected(tmp_path):
+def test_unbuildable_image_size_rejected(tmp_path, monkeypatch):
     folder = write_image_folder(tmp_path / "photos", count=2)
-    result = run_cli("train", "--images", str(folder), "--image-size", "30")
-    assert_one_line_error(
-        result, 1, "error: --image-size 30: Invalid `image_shape`"
-    )
-    assert "for example 8, 12, 16, 28, 32, 48, 64, 128" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--images", str(folder), "--image-size", "30"])
+    message = exit_info.value.code
+    assert message.startswith("error: --image-size 30: Invalid `image_shape`")
+    assert "for example 8, 12, 16, 28, 32, 48, 64, 128" in message
+    assert os.listdir(tmp_path) == ["photos"]
 
 
 def test_option_help_states_default():
