@@ -21,6 +21,22 @@ import sys
 import time
 
 MNIST_SIDE = 28
+MAX_SEED = 2**32 - 1
+
+
+def seed_value(text):
+    """Parse a seed: an integer from 0 to 2**32 - 1, as NumPy and Keras take."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid seed {text!r}: expected an integer"
+        ) from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"invalid seed {seed}: expected an integer from 0 to 2**32 - 1"
+        )
+    return seed
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -143,7 +159,7 @@ def _add_train_arguments(parser):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=0,
         help="seed of the weights, the training noise, the data order and "
         "the grid noise (default: 0)",
@@ -208,9 +224,10 @@ def _add_sample_arguments(parser):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=0,
-        help="seed of the noise; the same seed gives the same images on "
+        help="seed of the noise vectors fed to the generator; the same "
+        "seed gives the same images on "
         "every backend (default: 0)",
     )
     parser.add_argument(
@@ -243,7 +260,7 @@ def _add_evaluate_arguments(parser):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=0,
         help="seed of the generator's noise (default: 0)",
     )
@@ -327,7 +344,10 @@ def _training_data(args, batch_size, process_index, process_count):
         # Epochs of a fixed number of steps may need more than one pass.
         dataset = dataset.repeat()
     # Pixels in [0, 255] to [-1, 1], as for MNIST.
-    dataset = dataset.batch(batch_size).map(lambda x: x / 127.5 - 1.0)
+    # On several devices every batch must split evenly, so a short last
+    # batch is left out there.
+    dataset = dataset.batch(batch_size, drop_remainder=args.data_parallel)
+    dataset = dataset.map(lambda x: x / 127.5 - 1.0)
     return dataset.prefetch(2), None
 
 
@@ -397,8 +417,17 @@ def train(args):
     if args.data_parallel:
         devices = keras_dcgan.distribution.device_count(model)
         print(f"Training data-parallel on {devices} device(s).")
+        try:
+            # A folder's dataset reaches fit() already batched, so the
+            # batch size is checked here.
+            keras_dcgan.distribution.fit_data_for_devices(
+                model, None, batch_size
+            )
+        except ValueError as error:
+            sys.exit(f"error: {error}")
     initial_epoch = 0
     if has_checkpoint:
+        _check_checkpoint_matches(args, checkpoint_dir)
         try:
             initial_epoch = keras_dcgan.restore_checkpoint(
                 model, checkpoint_dir
@@ -410,6 +439,13 @@ def train(args):
         print(f"Already trained for {initial_epoch} epochs; nothing to do.")
         return 0
 
+    # tf.data reports a file of --images that it cannot decode with a
+    # tf.errors.OpError when the batch that contains it is read.
+    image_read_errors = ()
+    if args.images is not None:
+        import tensorflow as tf
+
+        image_read_errors = (tf.errors.OpError,)
     progress = EpochCounter(initial_epoch)
     # A resumed run may replace its own grids and checkpoints after the
     # epoch it resumes from: they exist only when the newest checkpoint was
@@ -447,6 +483,15 @@ def train(args):
         sys.exit(130)
     except (FileExistsError, OSError, ValueError) as error:
         sys.exit(f"error: {error}")
+    except image_read_errors as error:
+        # The message's first line ends with the decoder's own reason, after
+        # the names of the tf.data functions that ran it.
+        reason = str(error).strip().splitlines()[0].rsplit(": ", 1)[-1]
+        sys.exit(
+            f"error: failed to read the images of {args.images}: {reason} "
+            "Remove or convert the files that are not images in one of "
+            "these formats."
+        )
     elapsed = time.perf_counter() - start
     epochs_run = args.epochs - initial_epoch
     print(
@@ -455,6 +500,33 @@ def train(args):
         f"Grids, GIF and loss plot: {image_dir}"
     )
     return 0
+
+
+def _check_checkpoint_matches(args, checkpoint_dir):
+    """Exit if the newest checkpoint's networks differ from the options.
+
+    Restoring weights of another image shape or noise length fails deep in
+    Keras with a long message, so compare the shapes first.
+    """
+    from keras_dcgan import checkpoints
+
+    try:
+        saved, path = checkpoints.load_saved_model(checkpoint_dir)
+    except (OSError, ValueError):
+        # restore_checkpoint reports unreadable files, with its fallback.
+        return
+    saved_shape = tuple(saved.generator.output.shape[1:])
+    if saved_shape == args.image_shape and saved.latent_dim == args.latent_dim:
+        return
+    shape = "x".join(str(side) for side in saved_shape)
+    requested = "x".join(str(side) for side in args.image_shape)
+    sys.exit(
+        f"error: cannot resume from {path}: it was trained on {shape} images "
+        f"with --latent-dim {saved.latent_dim}, and the options request "
+        f"{requested} images with --latent-dim {args.latent_dim}. Use the "
+        "same --image-size, --color-mode and --latent-dim, or another "
+        "--output."
+    )
 
 
 def _save_on_interrupt(model, checkpoint_dir, completed_epochs):

@@ -156,7 +156,9 @@ class DCGAN(keras.Model):
         [-1, 1], and there must be at least one batch. Only the first batch
         of a dataset is checked. During training, a NaN or infinite
         `d_loss` or `g_loss` stops it with a `NonFiniteLossError` that
-        names the epoch and step.
+        names the epoch and step. On several devices `batch_size` must be
+        a multiple of the number of devices, see
+        `keras_dcgan.distribution.fit_data_for_devices`.
         """
         if not self.compiled:
             raise ValueError(
@@ -167,6 +169,7 @@ class DCGAN(keras.Model):
         image_shape = tuple(self.discriminator.inputs[0].shape[1:])
         validation.check_training_data(x, image_shape, batch_size)
         distribution.warn_replica_layers(self)
+        x = distribution.fit_data_for_devices(self, x, batch_size)
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = [*(callbacks or []), StopOnNonFiniteLoss()]
         return super().fit(

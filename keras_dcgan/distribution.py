@@ -301,3 +301,52 @@ def device_count(model):
     if keras.backend.backend() == "tensorflow":
         return model.distribute_strategy.num_replicas_in_sync
     return 1
+
+
+def fit_data_for_devices(model, x, batch_size):
+    """Check that batches of `x` split evenly over the devices of `model`.
+
+    Each device trains on an equal share of every batch, and JAX cannot
+    split a batch whose size is not a multiple of the number of devices.
+    So `batch_size` must be such a multiple, and an array whose last,
+    partial batch does not split evenly loses its last few images (fewer
+    than the number of devices), with a warning. Other data is returned
+    unchanged. On JAX with several processes, `batch_size` and `x` are
+    this process's share, split over its own devices.
+
+    Returns:
+        `x`, or its first images when some had to be dropped.
+
+    Raises:
+        ValueError: if `batch_size` is not a multiple of the number of
+            devices.
+    """
+    count = device_count(model)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        count //= jax.process_count()
+    if count <= 1:
+        return x
+    if batch_size is not None and batch_size % count:
+        larger = (batch_size // count + 1) * count
+        raise ValueError(
+            f"Invalid `batch_size` for data-parallel training on {count} "
+            f"devices: expected a multiple of {count}, such as {larger}, so "
+            "that every device gets an equal share of each batch. Received: "
+            f"batch_size={batch_size}."
+        )
+    if not hasattr(x, "shape") or not hasattr(x, "__getitem__"):
+        return x
+    last_batch = len(x) % (batch_size or 32)
+    dropped = last_batch % count
+    if dropped:
+        warnings.warn(
+            f"Dropped the last {dropped} of {len(x)} images, so that the "
+            f"last batch of {last_batch} splits evenly over {count} "
+            "devices. Pass a number of images that is a multiple of the "
+            "number of devices to keep them all.",
+            stacklevel=3,
+        )
+        x = x[: len(x) - dropped]
+    return x

@@ -164,7 +164,10 @@ def save_training_plot(epoch_logs, path):
         axes.set_ylabel("loss" if panel[0] in LOSS_NAMES else panel[0])
         axes.legend(loc="best")
         axes.grid(alpha=0.3)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(rows) <= 12:
+            axes.set_xticks([epoch for epoch, _ in rows])
+        else:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     figure.tight_layout()
     _save_figure(figure, path)

@@ -108,6 +108,26 @@ def test_train_folder_then_sample(tmp_path):
     )
     assert grid.read_bytes() == grid_bytes
 
+    # Resuming with options for other images stops before loading weights.
+    checkpoint = output / "training_checkpoints" / "ckpt-0002.keras"
+    checkpoint_bytes = checkpoint.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(
+            [
+                *("train", "--images", str(folder), "--image-size", "8"),
+                *("--color-mode", "grayscale", "--output", str(output)),
+                *("--epochs", "3", "--verbose", "0"),
+            ]
+        )
+    assert exit_info.value.code == (
+        f"error: cannot resume from {checkpoint}: it was trained on 8x8x3 "
+        "images with --latent-dim 100, and the options request 8x8x1 "
+        "images with --latent-dim 100. Use the same --image-size, "
+        "--color-mode and --latent-dim, or another --output."
+    )
+    assert checkpoint.read_bytes() == checkpoint_bytes
+    assert len(os.listdir(output / "images")) == 5
+
 
 def test_folder_batches_scaled_grayscale(tmp_path):
     folder = write_image_folder(tmp_path / "photos", count=6)
@@ -134,6 +154,8 @@ def test_folder_batches_scaled_grayscale(tmp_path):
         (["train", "--color-mode", "cmyk"], "argument --color-mode"),
         (["sample"], "the following arguments are required: path"),
         (["train", "--unknown"], "unrecognized arguments: --unknown"),
+        (["sample", "x", "--seed", "-1"], "invalid seed -1: expected an"),
+        (["train", "--seed", str(2**32)], "invalid seed 4294967296"),
     ],
 )
 def test_bad_option_exits_2(arguments, message, capsys):
@@ -195,6 +217,27 @@ def test_missing_file_as_command_exits_1(tmp_path):
     )
     assert_one_line_error(result, 1, "error: Model not found: 'missing-folder'")
     assert os.listdir(tmp_path) == []
+
+
+def test_file_that_is_not_an_image(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "photos", count=8)
+    (folder / "dogs" / "broken.png").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(
+            [
+                *("train", "--images", str(folder), "--image-size", "8"),
+                *("--batch-size", "16", "--epochs", "1", "--verbose", "0"),
+            ]
+        )
+    assert exit_info.value.code == (
+        f"error: failed to read the images of {folder}: Unknown image file "
+        "format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required. Remove "
+        "or convert the files that are not images in one of these formats."
+    )
+    assert not os.path.exists(
+        tmp_path / "runs" / "mnist" / "training_checkpoints" / "ckpt-0001.keras"
+    )
 
 
 def test_unbuildable_image_size_rejected(tmp_path, monkeypatch):

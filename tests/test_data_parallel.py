@@ -196,3 +196,58 @@ def test_per_replica_layers_warn():
     assert "'plain_bn' is a keras.layers.BatchNormalization" in warnings[0]
     assert "each of the 2 replicas" in warnings[0]
     assert "'plain_dropout' is a keras.layers.Dropout" in warnings[1]
+
+
+UNEVEN_SCRIPT = """
+import warnings
+import keras
+import numpy as np
+from keras_dcgan import (
+    DCGAN, build_discriminator, build_generator, data_parallel_scope,
+)
+
+with data_parallel_scope(cpu_devices=2):
+    model = DCGAN(
+        build_generator(6, (8, 8, 1), base_filters=4),
+        build_discriminator((8, 8, 1), base_filters=4),
+    )
+    model.compile(d_optimizer=keras.optimizers.Adam(),
+                  g_optimizer=keras.optimizers.Adam())
+images = np.zeros((13, 8, 8, 1), "float32")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    history = model.fit(images, batch_size=8, verbose=0)
+print("STEPS", len(history.history["d_loss"]))
+for warning in caught:
+    if "Dropped" in str(warning.message):
+        print("WARNING", warning.message)
+try:
+    model.fit(images, batch_size=7, verbose=0)
+except ValueError as error:
+    print("ERROR", error)
+"""
+
+
+def test_uneven_batches_on_two_devices():
+    completed = subprocess.run(
+        [sys.executable, "-c", UNEVEN_SCRIPT],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    # 13 images at batch 8 leave a last batch of 5, which loses one image
+    # so that both devices get 2.
+    assert "STEPS 1" in lines
+    assert (
+        "WARNING Dropped the last 1 of 13 images, so that the last batch "
+        "of 5 splits evenly over 2 devices. Pass a number of images that "
+        "is a multiple of the number of devices to keep them all."
+    ) in lines
+    assert (
+        "ERROR Invalid `batch_size` for data-parallel training on 2 "
+        "devices: expected a multiple of 2, such as 8, so that every device "
+        "gets an equal share of each batch. Received: batch_size=7."
+    ) in lines
