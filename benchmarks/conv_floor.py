@@ -22,7 +22,6 @@ once (generated images for the generator's gradient).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -165,29 +164,15 @@ def run_worker(args):
 
 
 def run_all(args):
+    from throughput import run_worker_process
+
     results = {}
     for backend in args.backends:
         command = [sys.executable, os.path.abspath(__file__), "--worker"]
         command += ["--batch-size", str(args.batch_size)]
         command += ["--repeats", str(args.repeats)]
         print(f"Timing convolutions on {backend}...", flush=True)
-        completed = subprocess.run(
-            command,
-            env=dict(os.environ, KERAS_BACKEND=backend),
-            capture_output=True,
-            text=True,
-        )
-        lines = [
-            line
-            for line in completed.stdout.splitlines()
-            if line.startswith("RESULT ")
-        ]
-        if completed.returncode != 0 or not lines:
-            sys.exit(
-                f"error: the run on {backend} failed:\n"
-                f"{completed.stderr[-3000:]}"
-            )
-        results[backend] = json.loads(lines[-1][len("RESULT ") :])
+        results[backend] = run_worker_process(command, backend, "the run")
     return results
 
 

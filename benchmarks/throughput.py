@@ -269,10 +269,23 @@ def run_once(args, label, backend, worker, policy):
         command += ["--data-parallel"]
         if args.cpu_devices:
             command += ["--cpu-devices", str(args.cpu_devices)]
-    environment = dict(os.environ, KERAS_BACKEND=backend)
     print(f"Running {label} on {backend}...", flush=True)
+    result = run_worker_process(command, backend, f"the {label} run")
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def run_worker_process(command, backend, description):
+    """Run a worker command on `backend`; return its `RESULT` JSON line.
+
+    Exits with the end of the worker's stderr if it fails or prints no
+    result.
+    """
     completed = subprocess.run(
-        command, env=environment, capture_output=True, text=True
+        command,
+        env=dict(os.environ, KERAS_BACKEND=backend),
+        capture_output=True,
+        text=True,
     )
     lines = [
         line
@@ -281,12 +294,10 @@ def run_once(args, label, backend, worker, policy):
     ]
     if completed.returncode != 0 or not lines:
         sys.exit(
-            f"error: the {label} run on {backend} failed:\n"
+            f"error: {description} on {backend} failed:\n"
             f"{completed.stderr[-3000:]}"
         )
-    result = json.loads(lines[-1][len("RESULT ") :])
-    print(json.dumps(result), flush=True)
-    return result
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def run_all(args):

@@ -74,6 +74,25 @@ def per_device_values(variable):
     return [np.asarray(replica.numpy()) for replica in replicas]
 
 
+def build_model(loss_fn=None):
+    """Build and compile the tiny DCGAN with fixed weights and seeds."""
+    # Fixes the seeds of the dropout layers as well as the weights.
+    keras.utils.set_random_seed(0)
+    model = DCGAN(
+        build_generator(LATENT_DIM, IMAGE_SHAPE, base_filters=4),
+        build_discriminator(IMAGE_SHAPE, base_filters=4),
+        seed=3,
+    )
+    set_fixed_weights(model.generator, seed=1)
+    set_fixed_weights(model.discriminator, seed=2)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(1e-3),
+        g_optimizer=keras.optimizers.Adam(1e-3),
+        loss_fn=loss_fn,
+    )
+    return model
+
+
 def replica_count(model):
     """Return the number of devices the training step ran on."""
     if keras.backend.backend() == "jax":
@@ -84,23 +103,10 @@ def replica_count(model):
 
 def main(devices, output_path):
     with distribution_scope(devices):
-        # Fixes the seeds of the dropout layers as well as the weights.
-        keras.utils.set_random_seed(0)
-        model = DCGAN(
-            build_generator(LATENT_DIM, IMAGE_SHAPE, base_filters=4),
-            build_discriminator(IMAGE_SHAPE, base_filters=4),
-            seed=3,
-        )
-        set_fixed_weights(model.generator, seed=1)
-        set_fixed_weights(model.discriminator, seed=2)
         loss_fn = None
         if "--plain-loss" in sys.argv:
             loss_fn = keras.losses.binary_crossentropy
-        model.compile(
-            d_optimizer=keras.optimizers.Adam(1e-3),
-            g_optimizer=keras.optimizers.Adam(1e-3),
-            loss_fn=loss_fn,
-        )
+        model = build_model(loss_fn)
     initial = [keras.ops.convert_to_numpy(w) for w in model.weights]
     images = IMAGES.astype("float32")
     first = model.fit(

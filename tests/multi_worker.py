@@ -41,21 +41,9 @@ else:
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from data_parallel import (  # noqa: E402
-    BATCH_SIZE,
-    IMAGE_SHAPE,
-    IMAGES,
-    LATENT_DIM,
-    set_fixed_weights,
-)
+from data_parallel import BATCH_SIZE, IMAGES, build_model  # noqa: E402
 
-from keras_dcgan import (  # noqa: E402
-    DCGAN,
-    build_discriminator,
-    build_generator,
-    data_parallel_scope,
-    distribution,
-)
+from keras_dcgan import data_parallel_scope, distribution  # noqa: E402
 
 STEPS = 3
 
@@ -78,18 +66,7 @@ def main():
 
         jax.config.update("jax_platforms", "cpu")
     with data_parallel_scope(multi_worker=True):
-        keras.utils.set_random_seed(0)
-        model = DCGAN(
-            build_generator(LATENT_DIM, IMAGE_SHAPE, base_filters=4),
-            build_discriminator(IMAGE_SHAPE, base_filters=4),
-            seed=3,
-        )
-        set_fixed_weights(model.generator, seed=1)
-        set_fixed_weights(model.discriminator, seed=2)
-        model.compile(
-            d_optimizer=keras.optimizers.Adam(1e-3),
-            g_optimizer=keras.optimizers.Adam(1e-3),
-        )
+        model = build_model()
     images = IMAGES[: STEPS * BATCH_SIZE].astype("float32")
     images, batch_size = local_share(images)
     history = model.fit(images, batch_size=batch_size, shuffle=False, verbose=0)
