@@ -13,7 +13,7 @@ The table replaces the convolution section of `docs/benchmarks.md`.
 Per step, with batch B: the generator's three transposed convolutions run
 forward once and backward once for the input and once for the kernel. Each
 discriminator convolution runs forward twice (real and generated images)
-and backward for the kernel twice; the second one runs backward for its
+and backward for the kernel twice. The second one runs backward for its
 input three times (real and generated images for the discriminator's own
 first layer, generated images for the generator's gradient), the first one
 once (generated images for the generator's gradient).

@@ -506,7 +506,9 @@ def _check_checkpoint_matches(args, checkpoint_dir):
     """Exit if the newest checkpoint's networks differ from the options.
 
     Restoring weights of another image shape or noise length fails deep in
-    Keras with a long message, so compare the shapes first.
+    Keras with a long message, so compare the shapes first. This loads
+    the checkpoint once more than `restore_checkpoint` does, which costs
+    seconds, and only when a run resumes.
     """
     from keras_dcgan import checkpoints
 

@@ -72,9 +72,10 @@ def num_replicas():
 def check_replica_loss(loss_fn):
     """Raise if `loss_fn` cannot give global-mean gradients on replicas.
 
-    Keras's `Loss` objects scale themselves for `tf.distribute`; a plain
-    function would give each replica the gradient of its own mean and the
-    optimizers would then add them up.
+    Keras's `Loss` objects scale themselves for `tf.distribute`. A plain
+    function gives each replica the gradient of its own mean, so the
+    optimizers, which add the replicas' gradients, would get a multiple of
+    the global-mean gradient.
     """
     if num_replicas() > 1 and not isinstance(loss_fn, keras.losses.Loss):
         raise ValueError(
@@ -90,12 +91,13 @@ def check_replica_loss(loss_fn):
 def per_replica_logs(logs):
     """Return a TensorFlow step's logs in a shape Keras can reduce.
 
-    Under `tf.distribute.MultiWorkerMirroredStrategy`, Keras 3 reduces the
-    step's logs with `strategy.reduce("MEAN", value, axis=0)`, which fails
-    on scalars (tensorflow/tensorflow issue 72388), so there each log
-    becomes a vector of one element. The loss trackers already aggregate
-    over replicas, so the reduction leaves the values unchanged, and the
-    epoch logs that `History` records come from the trackers as scalars.
+    Under `tf.distribute.MultiWorkerMirroredStrategy`, Keras 3.15 reduces
+    the step's logs with `strategy.reduce("MEAN", value, axis=0)`, which
+    fails on scalars with "Invalid reduction dimension 0 for input with 0
+    dimensions". So there each log becomes a vector of one element. The
+    loss trackers already aggregate over replicas, so the reduction leaves
+    the values unchanged, and the epoch logs that `History` records come
+    from the trackers as scalars.
     """
     import tensorflow as tf
 
@@ -108,10 +110,10 @@ def per_replica_logs(logs):
 def logged_loss(value):
     """Return the value a loss tracker gets for a loss from one replica.
 
-    The trackers average their inputs over replicas. A mean loss comes
-    from Keras divided by the number of replicas, and a summed loss is one
-    replica's part of the global sum, so in both cases the replica's value
-    times the number of replicas averages to the global loss.
+    The trackers average their inputs over replicas. Keras divides a mean
+    loss by the number of replicas, and a summed loss is one replica's
+    part of the global sum. In both cases the replica's value times the
+    number of replicas averages to the global loss.
     """
     count = num_replicas()
     return value if count == 1 else value * count

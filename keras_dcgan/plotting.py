@@ -131,9 +131,9 @@ def read_epoch_logs(path):
 def save_training_plot(epoch_logs, path):
     """Plot the numbers of `[(epoch, logs), ...]` per epoch as a PNG.
 
-    `d_loss` and `g_loss` share the first panel; every other number, such
-    as the measures of `MNISTQuality`, gets a panel of its own below, with
-    the epochs where it is NaN (not measured) left out.
+    `d_loss` and `g_loss` share the first panel. Every other number, such
+    as a measure of `MNISTQuality`, gets a panel of its own below, which
+    leaves out the epochs where it is NaN (not measured).
     """
     rows = [(epoch, dict(_numeric_items(logs))) for epoch, logs in epoch_logs]
     names = []

@@ -107,6 +107,8 @@ def main(devices, output_path):
         if "--plain-loss" in sys.argv:
             loss_fn = keras.losses.binary_crossentropy
         model = build_model(loss_fn)
+
+    # One step on the first global batch.
     initial = [keras.ops.convert_to_numpy(w) for w in model.weights]
     images = IMAGES.astype("float32")
     first = model.fit(
@@ -120,6 +122,8 @@ def main(devices, output_path):
         results[f"step_1_{index}"] = keras.ops.convert_to_numpy(weight)
         results[f"initial_{index}"] = initial[index]
     results["weight_count"] = len(model.weights)
+
+    # Six more steps, then every variable as seen by each device.
     model.fit(
         images[BATCH_SIZE:], batch_size=BATCH_SIZE, shuffle=False, verbose=0
     )
@@ -131,6 +135,7 @@ def main(devices, output_path):
         spread = max(float(np.max(np.abs(c - copies[0]))) for c in copies)
         results[f"spread_{index}"] = spread
     results["state_size"] = len(state)
+
     results["replicas"] = replica_count(model)
     np.savez(output_path, **results)
 

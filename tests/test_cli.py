@@ -76,8 +76,9 @@ def test_train_folder_then_sample(tmp_path):
         rows = list(csv.DictReader(file))
     assert [row["epoch"] for row in rows] == ["1", "2"]
     for row in rows:
-        assert np.isfinite(float(row["d_loss"])) and float(row["d_loss"]) > 0
-        assert np.isfinite(float(row["g_loss"])) and float(row["g_loss"]) > 0
+        for name in ("d_loss", "g_loss"):
+            assert np.isfinite(float(row[name]))
+            assert float(row[name]) > 0
 
     # RGB by default for a folder, at the requested size.
     model = keras.saving.load_model(
@@ -143,7 +144,8 @@ def test_folder_batches_scaled_grayscale(tmp_path):
         (2, 16, 16, 1),
     ]
     pixels = np.concatenate(batches)
-    assert pixels.min() >= -1.0 and pixels.max() <= 1.0
+    assert pixels.min() >= -1.0
+    assert pixels.max() <= 1.0
     assert pixels.max() - pixels.min() > 1.0
 
 

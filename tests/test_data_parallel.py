@@ -64,7 +64,7 @@ def test_two_devices_log_global_losses(runs):
         )
 
 
-def test_two_devices_step_matches_one(runs):
+def test_two_devices_step_matches_single(runs):
     count = int(runs[1]["weight_count"])
     assert count == int(runs[2]["weight_count"]) > 0
     largest_change = 0.0
