@@ -3,12 +3,12 @@
     python benchmarks/throughput.py --data path/to/mnist.npz
 
 runs, each in its own process: the reference loop of `reference_loop.py`
-on TensorFlow, `DCGAN.fit` on TensorFlow and on JAX, and, for the
-overhead of `fit`, the compiled DCGAN step called in a bare Python loop on
-each backend. All use the reference architecture, batch 256 and MNIST
-training images (random images in [-1, 1] without `--data`). The result
-table, with a description of the machine, replaces the throughput section
-of `docs/benchmarks.md`.
+on TensorFlow, `DCGAN.fit` on TensorFlow, JAX and PyTorch, and, for the
+overhead of `fit`, the DCGAN step (compiled on TensorFlow and JAX, eager on
+PyTorch) called in a bare Python loop on each backend. All use the
+reference architecture, batch 256 and MNIST training images (random
+images in [-1, 1] without `--data`). The result table, with a description
+of the machine, replaces the throughput section of `docs/benchmarks.md`.
 
 Time per step is the median over measured epochs of epoch time divided by
 steps per epoch, after one warm-up epoch that includes compilation. Peak
@@ -35,8 +35,10 @@ RUNS = [
     ("reference loop", "tensorflow", "reference"),
     ("DCGAN.fit", "tensorflow", "fit"),
     ("DCGAN.fit", "jax", "fit"),
+    ("DCGAN.fit", "torch", "fit"),
     ("bare compiled step", "tensorflow", "bare"),
     ("bare compiled step", "jax", "bare"),
+    ("bare eager step", "torch", "bare"),
 ]
 
 
@@ -170,6 +172,21 @@ def measure_bare(args, images):
             epoch_seconds.append(time.perf_counter() - start)
             resident.append(resident_megabytes())
         return epoch_seconds, resident
+    if keras.backend.backend() == "torch":
+        model.make_train_function()
+        tensors = [keras.ops.convert_to_tensor(batch) for batch in batches]
+        index = 0
+        for _ in range(args.epochs):
+            start = time.perf_counter()
+            for _ in range(args.steps_per_epoch):
+                # Keras's PyTorch loop passes a one-element list of batches.
+                logs = model.train_function([(tensors[index % num_batches],)])
+                index += 1
+            # Reading a value waits for any queued GPU work.
+            float(logs["d_loss"])
+            epoch_seconds.append(time.perf_counter() - start)
+            resident.append(resident_megabytes())
+        return epoch_seconds, resident
 
     import tensorflow as tf
 
@@ -224,9 +241,9 @@ def machine_description():
 
 def package_versions():
     code = (
-        "import importlib.metadata as m;"
+        "import importlib.metadata as m, importlib.util as u;"
         "print(', '.join(f'{p} {m.version(p)}' for p in "
-        "('keras', 'tensorflow', 'jax')))"
+        "('keras', 'tensorflow', 'jax', 'torch') if u.find_spec(p)))"
     )
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True
@@ -475,8 +492,8 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--backends",
-        default="tensorflow,jax",
-        help="comma-separated backends to run (default: tensorflow,jax)",
+        default="tensorflow,jax,torch",
+        help="comma-separated backends to run (default: tensorflow,jax,torch)",
     )
     parser.add_argument(
         "--doc",

@@ -1,4 +1,5 @@
-"""Deep convolutional GANs trained with Keras 3 `fit` on TensorFlow or JAX."""
+"""Deep convolutional GANs trained with Keras 3 `fit` on TensorFlow, JAX or
+PyTorch."""
 
 from keras_dcgan.callbacks import GANCheckpoint, GANMonitor
 from keras_dcgan.checkpoints import latest_checkpoint, restore_checkpoint

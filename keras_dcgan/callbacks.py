@@ -419,7 +419,7 @@ def fixed_noise(seed, num_vectors, latent_dim):
     """Return float32 standard-normal noise drawn with NumPy from `seed`.
 
     NumPy, unlike the backends' generators, gives the same numbers on
-    TensorFlow and JAX, so grids and measures match across backends.
+    every backend, so grids and measures match across backends.
     """
     rng = np.random.default_rng(seed)
     return rng.standard_normal((num_vectors, latent_dim)).astype("float32")

@@ -50,7 +50,7 @@ def build_parser():
     parser = _OneLineErrorParser(
         prog="keras-dcgan",
         description="Train, sample and evaluate deep convolutional GANs "
-        "with Keras 3 on TensorFlow or JAX (set KERAS_BACKEND).",
+        "with Keras 3 on TensorFlow, JAX or PyTorch (set KERAS_BACKEND).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_arguments(

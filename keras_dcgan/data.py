@@ -1,6 +1,8 @@
-"""Loading MNIST as DCGAN training images."""
+"""Loading MNIST as DCGAN training images, and preparing other inputs."""
 
+import copy
 import os
+import sys
 
 import keras
 import numpy as np
@@ -117,3 +119,43 @@ def _read_mnist_file(path):
                 f"(N, 28, 28). Found shape {pixels.shape}."
             )
     return (x_train, y_train), (x_test, y_test)
+
+
+def loader_for_keras(x):
+    """Return `x`, or a copy of a DataLoader whose batches Keras can split.
+
+    On TensorFlow and JAX, Keras 3.15 reads each batch of a
+    `torch.utils.data.DataLoader` as a tuple, so a batch that is a single
+    image tensor (a dataset of images without labels) would become a
+    tuple of its rows. This returns a shallow copy of such a loader whose
+    batches are `(images,)`. Lists and tuples pass unchanged, and the
+    user's loader is not modified. On PyTorch Keras keeps batches as
+    they are, so `x` is returned.
+    """
+    torch = sys.modules.get("torch")
+    if (
+        keras.backend.backend() == "torch"
+        or torch is None
+        or not isinstance(x, torch.utils.data.DataLoader)
+    ):
+        return x
+    loader = copy.copy(x)
+    loader.collate_fn = _TupleBatches(x.collate_fn)
+    return loader
+
+
+class _TupleBatches:
+    """A collate function that wraps a lone tensor batch in a tuple.
+
+    A class rather than a closure, so that it pickles for worker
+    processes started with "spawn".
+    """
+
+    def __init__(self, collate_fn):
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples):
+        batch = self.collate_fn(samples)
+        if isinstance(batch, (list, tuple, dict)):
+            return batch
+        return (batch,)

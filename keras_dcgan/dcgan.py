@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_dcgan import distribution, losses, steps, validation
+from keras_dcgan import data, distribution, losses, steps, validation
 from keras_dcgan.callbacks import StopOnNonFiniteLoss
 from keras_dcgan.optimizers import OptimizerPair
 
@@ -21,8 +21,8 @@ class DCGAN(keras.Model):
     own optimizer from its own loss. The discriminator's loss is binary
     cross-entropy with real images labelled 1 and generated ones 0, and the
     generator's labels its generated images 1 (Radford et al. 2015, as in
-    the TensorFlow DCGAN tutorial). The step runs on the TensorFlow and JAX
-    backends with the same phases, see `keras_dcgan.steps`.
+    the TensorFlow DCGAN tutorial). The step runs on the TensorFlow, JAX
+    and PyTorch backends with the same phases, see `keras_dcgan.steps`.
 
     `History` records `d_loss` and `g_loss`, each the mean over the epoch's
     batches. Batches may be images alone or `(images, labels)`, and labels
@@ -108,6 +108,15 @@ class DCGAN(keras.Model):
                     "takes `d_optimizer`, `g_optimizer` and `loss_fn` "
                     f"instead. Received: {name}={kwargs[name]!r}."
                 )
+        steps_per_execution = kwargs.get("steps_per_execution", 1)
+        if keras.backend.backend() == "torch" and steps_per_execution != 1:
+            raise ValueError(
+                "Invalid `steps_per_execution` for the PyTorch backend: "
+                "Keras runs one step per call there. Pass "
+                "steps_per_execution=1 (the default), or set KERAS_BACKEND to "
+                "'tensorflow' or 'jax' to run several steps per call. "
+                f"Received: steps_per_execution={steps_per_execution!r}."
+            )
         d_optimizer = keras.optimizers.get(d_optimizer)
         g_optimizer = keras.optimizers.get(g_optimizer)
         if d_optimizer is g_optimizer:
@@ -143,8 +152,9 @@ class DCGAN(keras.Model):
     def train_step(self, *args):
         """Run one training step of the active backend.
 
-        On TensorFlow this is `train_step(data)`, and on JAX the pure
-        `train_step(state, data)` that Keras jits. See `keras_dcgan.steps`.
+        On TensorFlow and PyTorch this is `train_step(data)`, and on JAX
+        the pure `train_step(state, data)` that Keras jits. See
+        `keras_dcgan.steps`.
         """
         return self._backend_train_step(self, *args)
 
@@ -170,6 +180,7 @@ class DCGAN(keras.Model):
         validation.check_training_data(x, image_shape, batch_size)
         distribution.warn_replica_layers(self)
         x = distribution.fit_data_for_devices(self, x, batch_size)
+        x = data.loader_for_keras(x)
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = [*(callbacks or []), StopOnNonFiniteLoss()]
         return super().fit(

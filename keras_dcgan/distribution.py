@@ -196,7 +196,10 @@ def data_parallel_scope(multi_worker=False, cpu_devices=None):
         return contextlib.nullcontext()
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
-            "data_parallel_scope() supports the TensorFlow and JAX backends. "
+            "data_parallel_scope() supports the TensorFlow and JAX backends: "
+            "Keras 3.15 has no data-parallel fit() on PyTorch (its "
+            "keras.distribution API runs on JAX only). Train on one device, "
+            "or set KERAS_BACKEND to 'jax' or 'tensorflow' for several. "
             f"Received: KERAS_BACKEND={keras.backend.backend()!r}."
         )
     import tensorflow as tf

@@ -174,11 +174,22 @@ class Dropout(keras.layers.Dropout):
     the same mask on every replica, because the seed state is mirrored.
     This layer draws the mask of the global batch on each replica and keeps
     the replica's rows, the mask that one device would apply to the same
-    images. Everywhere else, and with a `noise_shape`, it is
-    `keras.layers.Dropout`.
+    images.
+
+    On PyTorch, Keras's dropout without a `seed` draws from torch's global
+    generator, whose state neither the layer nor a checkpoint holds, and
+    which a `DataLoader` also draws from. This layer draws the mask from
+    its own seed state there too, so a resumed run repeats the masks of
+    an uninterrupted one. Everywhere else it is `keras.layers.Dropout`.
     """
 
     def call(self, inputs, training=False):
+        if training and self.rate > 0 and keras.backend.backend() == "torch":
+            # Keras takes the seeded path when it is given a noise shape.
+            noise_shape = self.noise_shape or tuple(inputs.shape)
+            return keras.random.dropout(
+                inputs, self.rate, noise_shape, seed=self.seed_generator
+            )
         if (
             not training
             or self.rate == 0

@@ -5,6 +5,7 @@ nothing per step. NumPy arrays are checked whole.
 """
 
 import math
+import sys
 
 import keras
 import numpy as np
@@ -17,8 +18,9 @@ def check_training_data(x, image_shape, batch_size):
 
     Args:
         x: What the user passed to `fit` as `x`: an array, a
-            `tf.data.Dataset`, a `keras.utils.PyDataset`, or anything else
-            Keras accepts (which is not inspected).
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, a
+            `torch.utils.data.DataLoader` over a map-style dataset, or
+            anything else Keras accepts (which is not inspected).
         image_shape: `(height, width, channels)` that the discriminator
             expects.
         batch_size: The `batch_size` passed to `fit`, or `None`.
@@ -48,7 +50,7 @@ def check_training_data(x, image_shape, batch_size):
 
 
 def _is_array(value):
-    """Return whether `value` is a NumPy, TensorFlow or JAX array."""
+    """Return whether `value` is a NumPy, TensorFlow, JAX or torch array."""
     return hasattr(value, "shape") and hasattr(value, "dtype")
 
 
@@ -70,14 +72,36 @@ def _first_batch(x):
                 "Check its __len__."
             )
         return x[0]
+    if _is_torch_data_loader(x):
+        dataset = x.dataset
+        if not hasattr(dataset, "__getitem__") or not hasattr(
+            dataset, "__len__"
+        ):
+            return None  # An iterable dataset: reading it would consume it.
+        if len(dataset) == 0:
+            raise ValueError(
+                "Empty dataset: the DataLoader passed as `x` has a dataset "
+                "of length 0. Check that it holds images."
+            )
+        # One sample through the loader's own collate function gives a
+        # batch of the same structure without starting workers or
+        # drawing a shuffle order from torch's global generator.
+        return _to_numpy(x.collate_fn([dataset[0]]))
     return None
 
 
+def _is_torch_data_loader(x):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
+
+
 def _to_numpy(batch):
-    return keras.tree.map_structure(
-        lambda value: np.asarray(value) if hasattr(value, "shape") else value,
-        batch,
-    )
+    def convert(value):
+        if hasattr(value, "detach"):  # A torch tensor, maybe on a GPU.
+            return value.detach().cpu().numpy()
+        return np.asarray(value) if hasattr(value, "shape") else value
+
+    return keras.tree.map_structure(convert, batch)
 
 
 def _check_batch(images, image_shape, name):
@@ -91,6 +115,15 @@ def _check_batch(images, image_shape, name):
         fix = " Resize the images or build the networks for their shape."
         if images.ndim == 3 and tuple(images.shape[1:]) == image_shape[:2]:
             fix = " Add the channel axis with images[..., None]."
+        elif images.ndim == 4 and (
+            tuple(images.shape[2:]) == image_shape[:2]
+            and images.shape[1] == image_shape[2]
+        ):
+            fix = (
+                " The images are channels-first, as torchvision gives them: "
+                "move the channel axis last, for example with "
+                "images.permute(0, 2, 3, 1) in the DataLoader's collate_fn."
+            )
         elif images.ndim == 4 and tuple(images.shape[1:3]) == image_shape[:2]:
             fix = (
                 f" The number of channels differs: {images.shape[-1]} given, "

@@ -16,6 +16,10 @@ LATENT_DIM = 6
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_PATH = os.path.join(REPO_ROOT, "..", "shared", "data", "mnist.npz")
 
+requires_data_parallel = pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="Keras 3.15 trains data-parallel only on JAX and TensorFlow",
+)
 requires_mnist = pytest.mark.skipif(
     not os.path.isfile(MNIST_PATH),
     reason=f"the MNIST file {MNIST_PATH} is absent",

@@ -13,6 +13,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import requires_data_parallel
 
 from keras_dcgan import distribution
 from keras_dcgan.layers import BatchNormalization, Dropout
@@ -47,6 +48,7 @@ def runs(tmp_path_factory):
     }
 
 
+@requires_data_parallel
 def test_two_devices_split_batch(runs):
     assert int(runs[1]["replicas"]) == 1
     assert int(runs[2]["replicas"]) == 2
@@ -55,6 +57,7 @@ def test_two_devices_split_batch(runs):
     assert copies == [2] * state_size
 
 
+@requires_data_parallel
 def test_two_devices_log_global_losses(runs):
     # The logged losses are those of the whole batch of 16, not of one
     # device's 8 images, so they equal the single-device losses.
@@ -64,6 +67,7 @@ def test_two_devices_log_global_losses(runs):
         )
 
 
+@requires_data_parallel
 def test_two_devices_step_matches_single(runs):
     count = int(runs[1]["weight_count"])
     assert count == int(runs[2]["weight_count"]) > 0
@@ -78,6 +82,7 @@ def test_two_devices_step_matches_single(runs):
     assert largest_change > 100 * WEIGHT_ATOL
 
 
+@requires_data_parallel
 def test_seven_steps_replicas_agree(runs):
     state_size = int(runs[2]["state_size"])
     assert state_size == int(runs[1]["state_size"])
@@ -228,6 +233,7 @@ except ValueError as error:
 """
 
 
+@requires_data_parallel
 def test_uneven_batches_on_two_devices():
     completed = subprocess.run(
         [sys.executable, "-c", UNEVEN_SCRIPT],
@@ -251,3 +257,13 @@ def test_uneven_batches_on_two_devices():
         "devices: expected a multiple of 2, such as 8, so that every device "
         "gets an equal share of each batch. Received: batch_size=7."
     ) in lines
+
+
+def test_torch_scope_rejected():
+    if keras.backend.backend() != "torch":
+        pytest.skip("the other backends have a data-parallel scope")
+    with pytest.raises(ValueError) as caught:
+        distribution.data_parallel_scope()
+    message = str(caught.value)
+    assert "supports the TensorFlow and JAX backends" in message
+    assert "Received: KERAS_BACKEND='torch'" in message

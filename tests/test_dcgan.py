@@ -157,6 +157,8 @@ def test_steps_advance_all_state(images):
     moments_before = to_numpy(moment_variables(model.d_optimizer))
     assert len(moments_before) == 2 * len(model.discriminator.trainable_weights)
     seed_before = to_numpy([model.seed_generator.state])[0]
+    seed_states_before = to_numpy(model.seed_states())
+    assert len(seed_states_before) == 2  # The noise, and the dropout layer.
 
     model.fit(images, batch_size=8, epochs=1, verbose=0, shuffle=False)
     steps = math.ceil(len(images) / 8)
@@ -175,6 +177,8 @@ def test_steps_advance_all_state(images):
     # Each noise draw advances the seed state's counter by one.
     seed_after = to_numpy([model.seed_generator.state])[0]
     assert seed_after[1] - seed_before[1] == steps
+    for before, after in zip(seed_states_before, to_numpy(model.seed_states())):
+        assert not np.array_equal(before, after)
 
 
 def test_consecutive_steps_draw_different_noise(images):
@@ -290,6 +294,18 @@ def test_each_network_updated_by_own_loss():
     assert checked >= 4
 
 
+def test_torch_step_leaves_no_grad(images):
+    if keras.backend.backend() != "torch":
+        pytest.skip("only PyTorch keeps gradients on the weights")
+    model = make_model()
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    assert int(model.d_optimizer.iterations) == 4
+    # torch.autograd.grad returns the gradients, so no `.grad` buffer is
+    # filled that a later step or the other network could add to.
+    for variable in model.trainable_variables:
+        assert variable.value.grad is None, variable.path
+
+
 # 4. Input forms, and a last batch smaller than the others.
 
 
@@ -376,6 +392,39 @@ def test_history_is_mean_of_batch_losses():
         )
 
 
+def test_unknown_length_matches_array():
+    tf = pytest.importorskip("tensorflow", reason="tf.data needs TensorFlow")
+    images = make_images(20)
+    unknown = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .filter(lambda image: True)
+        .batch(8)
+    )
+    assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    streamed = make_model(seed=5)
+    with warnings.catch_warnings():
+        # Keras notes that the stream ran out, which ends each epoch.
+        warnings.filterwarnings("ignore", "Your input ran out of data")
+        history = streamed.fit(unknown, epochs=2, verbose=0)
+    from_array = make_model(seed=5)
+    expected = from_array.fit(
+        images, batch_size=8, epochs=2, shuffle=False, verbose=0
+    )
+
+    # On TensorFlow, the call that finds the stream empty must leave no
+    # trace: no optimizer step, no metric count, no seed advance.
+    assert int(streamed.d_optimizer.iterations) == 6
+    assert int(streamed.g_optimizer.iterations) == 6
+    for name in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(
+            history.history[name], expected.history[name], rtol=1e-6
+        )
+    for actual, reference in zip(
+        to_numpy(streamed.weights), to_numpy(from_array.weights)
+    ):
+        np.testing.assert_allclose(actual, reference, rtol=0, atol=1e-6)
+
+
 # 7. Compile options do not change the number of optimizer steps.
 
 
@@ -384,6 +433,10 @@ def test_history_is_mean_of_batch_losses():
     [{"steps_per_execution": 3}, {"jit_compile": True}, {"run_eagerly": True}],
 )
 def test_compile_options_keep_step_count(compile_kwargs):
+    if keras.backend.backend() == "torch" and "steps_per_execution" in (
+        compile_kwargs
+    ):
+        pytest.skip("Keras runs one step per call on PyTorch")
     keras.utils.set_random_seed(0)
     model = DCGAN(
         build_generator(LATENT_DIM, IMAGE_SHAPE, base_filters=4),
@@ -398,6 +451,24 @@ def test_compile_options_keep_step_count(compile_kwargs):
     assert int(model.d_optimizer.iterations) == 10
     assert int(model.g_optimizer.iterations) == 10
     assert np.all(np.isfinite(history.history["g_loss"]))
+
+
+def test_torch_rejects_steps_per_execution():
+    if keras.backend.backend() != "torch":
+        pytest.skip("TensorFlow and JAX run several steps per call")
+    model = DCGAN(
+        build_generator(LATENT_DIM, IMAGE_SHAPE, base_filters=4),
+        build_discriminator(IMAGE_SHAPE, base_filters=4),
+    )
+    with pytest.raises(ValueError) as caught:
+        model.compile(
+            d_optimizer=keras.optimizers.Adam(1e-3),
+            g_optimizer=keras.optimizers.Adam(1e-3),
+            steps_per_execution=3,
+        )
+    assert "for the PyTorch backend" in str(caught.value)
+    assert "Received: steps_per_execution=3." in str(caught.value)
+    assert not model.compiled
 
 
 # 8. Saving to `.keras`.

@@ -5,6 +5,7 @@ from conftest import to_numpy
 
 from keras_dcgan import build_generator
 from keras_dcgan.layers import Conv2DTranspose as SubPixelConv2DTranspose
+from keras_dcgan.layers import Dropout
 
 # Forward and backward passes agree with keras.layers.Conv2DTranspose within
 # this absolute tolerance, on values of order 1.
@@ -34,6 +35,12 @@ def gradients(layer, kernel, inputs, weights):
             return keras.ops.sum(outputs * weights)
 
         return jax.grad(loss, argnums=(0, 1))(kernel.value, inputs)
+    if backend == "torch":
+        import torch
+
+        inputs = torch.tensor(inputs, requires_grad=True)
+        loss = torch.sum(layer(inputs) * torch.as_tensor(weights))
+        return torch.autograd.grad(loss, [kernel.value, inputs])
     import tensorflow as tf
 
     inputs = tf.convert_to_tensor(inputs)
@@ -151,4 +158,22 @@ def test_generator_round_trips_through_keras_file(tmp_path):
     noise = np.ones((2, 4), "float32")
     np.testing.assert_array_equal(
         to_numpy([loaded(noise)])[0], to_numpy([generator(noise)])[0]
+    )
+
+
+def test_dropout_follows_seed_state():
+    layer = Dropout(0.5, seed=None)
+    inputs = np.ones((4, 16), "float32")
+    state = to_numpy([layer.seed_generator.state])[0]
+    first = to_numpy([layer(inputs, training=True)])[0]
+    advanced = to_numpy([layer.seed_generator.state])[0]
+    assert not np.array_equal(advanced, state)
+    assert 0 < np.count_nonzero(first) < first.size
+
+    # Reseeding every global generator (torch's too) changes nothing: the
+    # mask comes from the layer's own state, as a checkpoint restores it.
+    keras.utils.set_random_seed(123)
+    layer.seed_generator.state.assign(state)
+    np.testing.assert_array_equal(
+        to_numpy([layer(inputs, training=True)])[0], first
     )

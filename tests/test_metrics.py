@@ -151,25 +151,34 @@ def _run_values(backend, path):
         return dict(values)
 
 
+@pytest.mark.cross_backend
 @pytest.mark.skipif(
     any(
-        importlib.util.find_spec(name) is None for name in ("tensorflow", "jax")
+        importlib.util.find_spec(name) is None
+        for name in ("tensorflow", "jax", "torch")
     ),
-    reason="needs both TensorFlow and JAX installed",
+    reason="needs TensorFlow, JAX and PyTorch installed",
 )
-def test_metrics_same_on_tensorflow_and_jax(tmp_path):
+def test_metrics_same_on_every_backend(tmp_path):
     tensorflow = _run_values("tensorflow", tmp_path / "tensorflow.npz")
-    jax = _run_values("jax", tmp_path / "jax.npz")
-    np.testing.assert_allclose(
-        tensorflow["features"], jax["features"], atol=1e-4
-    )
-    np.testing.assert_allclose(
-        tensorflow["probabilities"], jax["probabilities"], atol=1e-5
-    )
-    for name in ("frechet_distance", "mnist_score", "kl_divergence"):
-        np.testing.assert_allclose(tensorflow[name], jax[name], rtol=1e-4)
-    np.testing.assert_array_equal(tensorflow["histogram"], jax["histogram"])
-    assert int(tensorflow["classes_covered"]) == int(jax["classes_covered"])
+    for backend in ("jax", "torch"):
+        other = _run_values(backend, tmp_path / f"{backend}.npz")
+        np.testing.assert_allclose(
+            other["features"], tensorflow["features"], atol=1e-4
+        )
+        np.testing.assert_allclose(
+            other["probabilities"], tensorflow["probabilities"], atol=1e-5
+        )
+        for name in ("frechet_distance", "mnist_score", "kl_divergence"):
+            np.testing.assert_allclose(
+                other[name], tensorflow[name], rtol=1e-4, err_msg=backend
+            )
+        np.testing.assert_array_equal(
+            other["histogram"], tensorflow["histogram"]
+        )
+        assert int(other["classes_covered"]) == int(
+            tensorflow["classes_covered"]
+        )
 
 
 def test_quality_callback_logs_measures(tmp_path):

@@ -13,6 +13,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import requires_data_parallel
+
+pytestmark = requires_data_parallel
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "multi_worker.py")
 LOSS_RTOL = 1e-5

@@ -10,7 +10,7 @@ Each backend has its own module with the same phases in the same order:
 
 import keras
 
-SUPPORTED_BACKENDS = ("tensorflow", "jax")
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def backend_train_step():
@@ -28,8 +28,13 @@ def backend_train_step():
         from keras_dcgan.steps import jax
 
         return jax.train_step
+    if backend == "torch":
+        from keras_dcgan.steps import torch
+
+        return torch.train_step
     raise ValueError(
         f"Unsupported Keras backend: expected one of {SUPPORTED_BACKENDS}. "
-        f"Received: KERAS_BACKEND={backend!r}. Set the environment variable "
-        "KERAS_BACKEND to 'tensorflow' or 'jax' before importing keras."
+        f"Received: KERAS_BACKEND={backend!r}. Set the environment "
+        "variable KERAS_BACKEND to 'tensorflow', 'jax' or 'torch' before "
+        "importing keras."
     )

@@ -1,0 +1,69 @@
+"""Save a trained DCGAN to `.keras`, or load one, and generate images.
+
+Usage:
+    KERAS_BACKEND=... python tests/keras_file.py save FOLDER
+    KERAS_BACKEND=... python tests/keras_file.py load FOLDER SOURCE_BACKEND
+
+`save` trains a tiny model for two steps, writes FOLDER/BACKEND.keras and
+the images it generates from a fixed seed to FOLDER/BACKEND.npz. `load`
+reads the file that SOURCE_BACKEND saved and writes the images this
+backend generates from it to FOLDER/SOURCE_BACKEND-on-BACKEND.npz.
+`test_backends.py` compares them.
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+from keras_dcgan import DCGAN, build_discriminator, build_generator
+
+SEED = 7
+
+
+def generated_images(model):
+    # Both the noise (NumPy, from SEED) and the networks' inference mode
+    # are backend-independent, so only the arithmetic differs.
+    return model.generate(6, seed=SEED)
+
+
+def save(folder):
+    keras.utils.set_random_seed(0)
+    model = DCGAN(
+        build_generator(6, (8, 8, 1), base_filters=4),
+        build_discriminator((8, 8, 1), base_filters=4),
+        seed=0,
+    )
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(1e-3),
+        g_optimizer=keras.optimizers.Adam(1e-3),
+    )
+    images = np.random.default_rng(1).uniform(-1, 1, (16, 8, 8, 1))
+    model.fit(images.astype("float32"), batch_size=8, verbose=0)
+    backend = keras.backend.backend()
+    model.save(os.path.join(folder, f"{backend}.keras"))
+    np.savez(
+        os.path.join(folder, f"{backend}.npz"),
+        images=generated_images(model),
+        iterations=int(model.g_optimizer.iterations),
+    )
+
+
+def load(folder, source_backend):
+    model = keras.saving.load_model(
+        os.path.join(folder, f"{source_backend}.keras")
+    )
+    backend = keras.backend.backend()
+    np.savez(
+        os.path.join(folder, f"{source_backend}-on-{backend}.npz"),
+        images=generated_images(model),
+        iterations=int(model.g_optimizer.iterations),
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "save":
+        save(sys.argv[2])
+    else:
+        load(sys.argv[2], sys.argv[3])

@@ -1,0 +1,116 @@
+"""Training from a `torch.utils.data.DataLoader`, on every backend."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import IMAGE_SHAPE, make_images, make_model, to_numpy
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+
+
+def loader_of(images, batch_size=8, **kwargs):
+    labels = torch.arange(len(images))
+    dataset = torch.utils.data.TensorDataset(torch.as_tensor(images), labels)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, **kwargs)
+
+
+def test_loader_lists_match_array():
+    images = make_images(20)
+    loader = loader_of(images)
+    first = next(iter(loader))
+    assert isinstance(first, list) and len(first) == 2
+
+    from_loader = make_model(seed=3)
+    loader_history = from_loader.fit(loader, epochs=2, verbose=0)
+    from_array = make_model(seed=3)
+    array_history = from_array.fit(
+        images, batch_size=8, epochs=2, shuffle=False, verbose=0
+    )
+
+    # 20 images in batches of 8, 8 and 4, for two epochs.
+    assert int(from_loader.d_optimizer.iterations) == 6
+    assert int(from_loader.g_optimizer.iterations) == 6
+    for name in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(
+            loader_history.history[name],
+            array_history.history[name],
+            rtol=1e-6,
+        )
+    for loaded, expected in zip(
+        to_numpy(from_loader.weights), to_numpy(from_array.weights)
+    ):
+        np.testing.assert_allclose(loaded, expected, rtol=0, atol=1e-6)
+
+
+def test_shuffled_loader_trains():
+    model = make_model()
+    before = to_numpy(model.generator.weights)
+    history = model.fit(loader_of(make_images(24), shuffle=True), verbose=0)
+    assert int(model.d_optimizer.iterations) == 3
+    assert np.all(np.isfinite(history.history["d_loss"]))
+    after = to_numpy(model.generator.weights)
+    assert max(np.abs(a - b).max() for a, b in zip(after, before)) > 1e-4
+
+
+def test_channels_first_loader_rejected():
+    channels_first = np.transpose(make_images(16), (0, 3, 1, 2))
+    model = make_model()
+    with pytest.raises(ValueError) as caught:
+        model.fit(loader_of(channels_first), verbose=0)
+    message = str(caught.value)
+    height, width, channels = IMAGE_SHAPE
+    assert f"has shape (1, {channels}, {height}, {width})" in message
+    assert "channels-first" in message
+    assert "permute(0, 2, 3, 1)" in message
+    assert int(model.d_optimizer.iterations) == 0
+
+
+def test_unscaled_loader_rejected():
+    pixels = (make_images(16) + 1.0) * 127.5
+    model = make_model()
+    with pytest.raises(ValueError, match=r"\(x - 127.5\) / 127.5"):
+        model.fit(loader_of(pixels), verbose=0)
+    assert int(model.d_optimizer.iterations) == 0
+
+
+def test_empty_loader_rejected():
+    empty = np.zeros((0, *IMAGE_SHAPE), "float32")
+    with pytest.raises(ValueError, match="DataLoader passed as `x`"):
+        make_model().fit(loader_of(empty), verbose=0)
+
+
+def test_tensor_loader_matches_array():
+    images = make_images(16)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(torch.as_tensor(images))
+
+    # Batches of a lone image tensor, of unknown number: Keras 3.15 splits
+    # such a batch into rows on TensorFlow and JAX unless fit() wraps it.
+    loader = torch.utils.data.DataLoader(Stream(), batch_size=8)
+    collate_fn = loader.collate_fn
+    batch_ends = []
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch_ends.append(batch)
+    )
+    from_loader = make_model(seed=4)
+    history = from_loader.fit(loader, epochs=2, verbose=0, callbacks=[counter])
+    from_array = make_model(seed=4)
+    expected = from_array.fit(
+        images, batch_size=8, epochs=2, shuffle=False, verbose=0
+    )
+
+    # Keras's TensorFlow loop also counts the end of a stream of unknown
+    # length in `optimizer.iterations`, without changing any weight, so
+    # the steps are counted here by the callback.
+    assert batch_ends == [0, 1, 0, 1]
+    np.testing.assert_allclose(
+        history.history["g_loss"], expected.history["g_loss"], rtol=1e-6
+    )
+    for loaded, reference in zip(
+        to_numpy(from_loader.weights), to_numpy(from_array.weights)
+    ):
+        np.testing.assert_allclose(loaded, reference, rtol=0, atol=1e-6)
+    assert loader.collate_fn is collate_fn
+    assert torch.is_tensor(next(iter(loader)))
