@@ -4,10 +4,11 @@
 
 A training step of the reference architecture is dominated by its
 convolutions. This script times each convolution that one step runs,
-forward and backward, as separate compiled functions with the layers that
-keras_dcgan builds, and multiplies each time by the number of times the
-step runs it. The sum is a floor for the step on that backend: no training
-loop that computes the same thing with the same kernels can be faster.
+forward and backward, as separate functions (compiled on TensorFlow and
+JAX, eager on PyTorch) with the layers that keras_dcgan builds, and
+multiplies each time by the number of times the step runs it. The sum is
+a floor for the step on that backend: no training loop that computes the
+same thing with the same kernels can be faster.
 The table replaces the convolution section of `docs/benchmarks.md`.
 
 Per step, with batch B: the generator's three transposed convolutions run
@@ -103,6 +104,27 @@ def jax_functions(layer, inputs, upstream):
     }
 
 
+def torch_functions(layer, inputs, upstream):
+    import torch
+
+    inputs = torch.as_tensor(inputs)
+    upstream = torch.as_tensor(upstream)
+    kernel = layer.kernel.value
+
+    def forward():
+        with torch.no_grad():
+            return layer(inputs)
+
+    def input_grad():
+        images = inputs.detach().requires_grad_(True)
+        return torch.autograd.grad(layer(images), images, upstream)[0]
+
+    def kernel_grad():
+        return torch.autograd.grad(layer(inputs), kernel, upstream)[0]
+
+    return {"forward": forward, "input": input_grad, "kernel": kernel_grad}
+
+
 def tensorflow_functions(layer, inputs, upstream):
     import tensorflow as tf
 
@@ -147,12 +169,19 @@ def run_worker(args):
         upstream = rng.normal(size=outputs_shape).astype("float32")
         if keras.backend.backend() == "jax":
             functions = jax_functions(layer, inputs, upstream)
+        elif keras.backend.backend() == "torch":
+            functions = torch_functions(layer, inputs, upstream)
         else:
             functions = tensorflow_functions(layer, inputs, upstream)
         seconds = {
             part: time_call(function, args.repeats)
             for part, function in functions.items()
         }
+        if keras.backend.backend() == "torch":
+            # Eager autograd runs the forward pass before each backward
+            # pass, where the compiled backends prune it, so it is taken out.
+            for part in ("input", "kernel"):
+                seconds[part] = max(0.0, seconds[part] - seconds["forward"])
         rows.append(
             {
                 "name": name,
@@ -229,8 +258,8 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--backends",
-        default="tensorflow,jax",
-        help="comma-separated backends to run (default: tensorflow,jax)",
+        default="tensorflow,jax,torch",
+        help="comma-separated backends to run (default: tensorflow,jax,torch)",
     )
     parser.add_argument(
         "--doc",

@@ -1,8 +1,8 @@
 """Layers that compute what Keras's layers compute, faster or on replicas.
 
 `Conv2DTranspose` computes a transposed convolution as a sub-pixel
-convolution on JAX. `BatchNormalization` and `Dropout` give the same
-results on several `tf.distribute` replicas as on one device (see
+convolution on JAX and PyTorch. `BatchNormalization` and `Dropout` give
+the same results on several `tf.distribute` replicas as on one device (see
 `keras_dcgan.distribution`). Each keeps the Keras class name and weights,
 so weight files and checkpoints load into models built with either.
 
@@ -33,9 +33,12 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     class name, because Keras's weight files key the layers of a model by
     their snake-cased class name, so weights and checkpoints load into a
     model built with either class. The rearranged computation runs on the
-    JAX backend for `padding="same"`, `data_format="channels_last"`, no
-    dilation and `kernel_size >= strides`. Every other case, and every
-    other backend, runs the parent's transposed convolution.
+    JAX and PyTorch backends for `padding="same"`,
+    `data_format="channels_last"`, no dilation and
+    `kernel_size >= strides >= 2`. Every other case, and TensorFlow, runs
+    the parent's transposed convolution. On PyTorch the gain is small:
+    the MNIST step took about 0.87 s against 0.91 s with the parent's
+    computation, on the same CPU.
 
     For output row `o = s * m + a` (stride `s`, phase `a` in `0..s-1`), the
     transposed convolution sums `x[m + t] * kernel[a + pad - s * t]` over
@@ -51,7 +54,10 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         self._phase_plan = self._plan_phases()
 
     def call(self, inputs):
-        if self._phase_plan is None or keras.backend.backend() != "jax":
+        if self._phase_plan is None or keras.backend.backend() not in (
+            "jax",
+            "torch",
+        ):
             return super().call(inputs)
         return self._sub_pixel_call(inputs)
 
@@ -60,7 +66,8 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
 
         Stride 1 keeps the parent's computation: measured on the same CPU,
         XLA ran the 7x7x256 to 7x7x128 layer of the MNIST generator about
-        2x faster as a transposed convolution than as this rearrangement.
+        2x faster as a transposed convolution than as this rearrangement,
+        and PyTorch ran both in the same time.
         """
         strides = tuple(self.strides)
         kernel_size = tuple(self.kernel_size)
@@ -185,11 +192,7 @@ class Dropout(keras.layers.Dropout):
 
     def call(self, inputs, training=False):
         if training and self.rate > 0 and keras.backend.backend() == "torch":
-            # Keras takes the seeded path when it is given a noise shape.
-            noise_shape = self.noise_shape or tuple(inputs.shape)
-            return keras.random.dropout(
-                inputs, self.rate, noise_shape, seed=self.seed_generator
-            )
+            return self._torch_dropout(inputs)
         if (
             not training
             or self.rate == 0
@@ -206,3 +209,24 @@ class Dropout(keras.layers.Dropout):
             )
 
         return inputs * replica_rows(draw_mask, ops.shape(inputs)[0])
+
+    def _torch_dropout(self, inputs):
+        """Drop with a mask drawn from the layer's own seed state.
+
+        Keras's seeded PyTorch dropout draws the mask with
+        `torch.bernoulli` from a filled probability tensor. On a 2-core
+        x86_64 CPU that cost about 130 ms of the 1.0 s MNIST step. A
+        uniform draw compared with the keep probability gives a mask of
+        the same distribution in a fraction of that time.
+        """
+        noise_shape = self.noise_shape or tuple(inputs.shape)
+        noise_shape = [
+            inputs.shape[axis] if size is None else size
+            for axis, size in enumerate(noise_shape)
+        ]
+        keep_probability = 1.0 - self.rate
+        uniform = keras.random.uniform(
+            noise_shape, dtype=inputs.dtype, seed=self.seed_generator
+        )
+        mask = ops.cast(uniform < keep_probability, inputs.dtype)
+        return inputs * mask / keep_probability
