@@ -276,6 +276,12 @@ def main(argv=None):
 # train
 
 
+def _backend():
+    import keras
+
+    return keras.backend.backend()
+
+
 def _check_train_arguments(args):
     for name in ("epochs", "batch_size", "checkpoint_every", "latent_dim"):
         if getattr(args, name) < 1:
@@ -286,6 +292,12 @@ def _check_train_arguments(args):
         sys.exit("error: --multi-worker and --cpu-devices need --data-parallel")
     if args.cpu_devices is not None and args.cpu_devices < 1:
         sys.exit("error: --cpu-devices must be at least 1")
+    if args.data_parallel and _backend() == "torch":
+        sys.exit(
+            "error: --data-parallel needs KERAS_BACKEND=jax or tensorflow: "
+            "Keras 3.15 has no data-parallel training on PyTorch. Leave out "
+            "--data-parallel to train on one device."
+        )
     if args.images is None:
         if args.data is not None and not os.path.isfile(args.data):
             sys.exit(f"error: --data {args.data!r} is not a file")

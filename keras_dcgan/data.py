@@ -121,6 +121,25 @@ def _read_mnist_file(path):
     return (x_train, y_train), (x_test, y_test)
 
 
+def is_torch_data_loader(x):
+    """Return whether `x` is a `torch.utils.data.DataLoader`.
+
+    Looks torch up among the loaded modules, so it never imports it.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
+
+
+def is_dataset(x):
+    """Return whether `x` is a `tf.data.Dataset` or a torch `DataLoader`.
+
+    Keras reads batches from these as they come and ignores `shuffle`.
+    """
+    if is_torch_data_loader(x):
+        return True
+    return hasattr(x, "element_spec") and hasattr(x, "cardinality")
+
+
 def loader_for_keras(x):
     """Return `x`, or a copy of a DataLoader whose batches Keras can split.
 
@@ -132,12 +151,7 @@ def loader_for_keras(x):
     user's loader is not modified. On PyTorch Keras keeps batches as
     they are, so `x` is returned.
     """
-    torch = sys.modules.get("torch")
-    if (
-        keras.backend.backend() == "torch"
-        or torch is None
-        or not isinstance(x, torch.utils.data.DataLoader)
-    ):
+    if keras.backend.backend() == "torch" or not is_torch_data_loader(x):
         return x
     loader = copy.copy(x)
     loader.collate_fn = _TupleBatches(x.collate_fn)

@@ -1,5 +1,7 @@
 """The `DCGAN` model: a generator and a discriminator trained by `fit`."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -180,6 +182,10 @@ class DCGAN(keras.Model):
         validation.check_training_data(x, image_shape, batch_size)
         distribution.warn_replica_layers(self)
         x = distribution.fit_data_for_devices(self, x, batch_size)
+        if "shuffle" not in kwargs and data.is_dataset(x):
+            # Keras ignores `shuffle` for these, and would warn about the
+            # default that the caller never passed.
+            kwargs["shuffle"] = False
         x = data.loader_for_keras(x)
         if not isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = [*(callbacks or []), StopOnNonFiniteLoss()]
@@ -288,11 +294,11 @@ class DCGAN(keras.Model):
         if not self.compiled:
             return {}
         return {
-            "d_optimizer": keras.saving.serialize_keras_object(
-                self.d_optimizer
+            "d_optimizer": _portable_config(
+                keras.saving.serialize_keras_object(self.d_optimizer)
             ),
-            "g_optimizer": keras.saving.serialize_keras_object(
-                self.g_optimizer
+            "g_optimizer": _portable_config(
+                keras.saving.serialize_keras_object(self.g_optimizer)
             ),
             "loss_fn": keras.saving.serialize_keras_object(self.loss_fn),
             **self._dcgan_compile_kwargs,
@@ -301,8 +307,46 @@ class DCGAN(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         for name in ("d_optimizer", "g_optimizer", "loss_fn"):
-            config[name] = keras.saving.deserialize_keras_object(config[name])
+            config[name] = keras.saving.deserialize_keras_object(
+                _portable_config(config[name])
+            )
+        steps_per_execution = config.get("steps_per_execution", 1)
+        if keras.backend.backend() == "torch" and steps_per_execution != 1:
+            # A setting of the saving backend that PyTorch cannot run, and
+            # that the user loading the model did not choose.
+            warnings.warn(
+                f"The saved model was compiled with steps_per_execution="
+                f"{steps_per_execution!r}, which the PyTorch backend does not "
+                "support. It is compiled with steps_per_execution=1.",
+                stacklevel=2,
+            )
+            config["steps_per_execution"] = 1
         self.compile(**config)
+
+
+def _portable_config(config):
+    """Return a serialized object whose built-in optimizers load anywhere.
+
+    On PyTorch, Keras's optimizers are subclasses in backend modules such as
+    `keras.src.backend.torch.optimizers.torch_adam`, and a `.keras` file
+    saved there would rebuild the PyTorch class on the other backends. The
+    public module `keras.optimizers` resolves to each backend's own class.
+    Nested configs (the inner optimizer of a `LossScaleOptimizer`) are
+    rewritten too. Files saved before this rewrite load through it.
+    """
+    if isinstance(config, list):
+        return [_portable_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    portable = {key: _portable_config(value) for key, value in config.items()}
+    module = portable.get("module")
+    if (
+        isinstance(module, str)
+        and module.startswith("keras.src.backend.")
+        and ".optimizers" in module
+    ):
+        portable["module"] = "keras.optimizers"
+    return portable
 
 
 def _with_loss_scaling(optimizer):

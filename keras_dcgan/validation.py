@@ -5,10 +5,11 @@ nothing per step. NumPy arrays are checked whole.
 """
 
 import math
-import sys
 
 import keras
 import numpy as np
+
+from keras_dcgan import data
 
 _RANGE_SLACK = 1e-3
 
@@ -72,7 +73,7 @@ def _first_batch(x):
                 "Check its __len__."
             )
         return x[0]
-    if _is_torch_data_loader(x):
+    if data.is_torch_data_loader(x):
         dataset = x.dataset
         if not hasattr(dataset, "__getitem__") or not hasattr(
             dataset, "__len__"
@@ -83,16 +84,12 @@ def _first_batch(x):
                 "Empty dataset: the DataLoader passed as `x` has a dataset "
                 "of length 0. Check that it holds images."
             )
-        # One sample through the loader's own collate function gives a
-        # batch of the same structure without starting workers or
+        # The first samples through the loader's own collate function give
+        # a batch of the same structure without starting workers or
         # drawing a shuffle order from torch's global generator.
-        return _to_numpy(x.collate_fn([dataset[0]]))
+        count = min(len(dataset), x.batch_size or 1)
+        return _to_numpy(x.collate_fn([dataset[i] for i in range(count)]))
     return None
-
-
-def _is_torch_data_loader(x):
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
 
 
 def _to_numpy(batch):

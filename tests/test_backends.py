@@ -108,6 +108,10 @@ def test_keras_file_same_images(keras_files, source):
             continue
         loaded = read(keras_files / f"{source}-on-{backend}.npz")
         assert int(loaded["iterations"]) == 2, backend
+        # The loaded model also trains, with the loading backend's own
+        # optimizer class.
+        assert int(loaded["iterations_after_fit"]) == 4, backend
+        assert np.isfinite(loaded["d_loss"]), backend
         np.testing.assert_allclose(
             loaded["images"],
             saved["images"],

@@ -474,6 +474,36 @@ def test_torch_rejects_steps_per_execution():
 # 8. Saving to `.keras`.
 
 
+def test_compile_config_names_public_optimizers():
+    config = make_model().get_compile_config()
+    for name in ("d_optimizer", "g_optimizer"):
+        assert config[name]["module"] == "keras.optimizers", config[name]
+        assert config[name]["class_name"] == "Adam"
+
+
+def test_torch_optimizer_config_loads_anywhere(images):
+    # What PyTorch wrote before the module was made public.
+    config = make_model().get_compile_config()
+    for name in ("d_optimizer", "g_optimizer"):
+        config[name]["module"] = "keras.src.backend.torch.optimizers.torch_adam"
+    model = make_model()
+    model.compile_from_config(config)
+    assert isinstance(model.d_optimizer, keras.optimizers.Adam)
+    model.fit(images, batch_size=8, verbose=0)
+    assert int(model.g_optimizer.iterations) == 4
+
+
+def test_torch_load_runs_one_step_per_execution():
+    if keras.backend.backend() != "torch":
+        pytest.skip("the other backends run several steps per execution")
+    config = make_model().get_compile_config()
+    config["steps_per_execution"] = 2
+    model = make_model()
+    with pytest.warns(UserWarning, match="steps_per_execution=2"):
+        model.compile_from_config(config)
+    assert model.steps_per_execution == 1
+
+
 def test_keras_file_round_trip(tmp_path, images):
     model = make_model()
     model.fit(images, batch_size=8, epochs=1, verbose=0)

@@ -190,9 +190,10 @@ def test_example_data_parallel_two_devices(tmp_path):
     if keras.backend.backend() == "torch":
         assert result.returncode == 1
         last_line = result.stderr.strip().splitlines()[-1]
-        assert last_line.startswith(
-            "error: data_parallel_scope() supports the TensorFlow and JAX "
-            "backends"
+        assert last_line == (
+            "error: --data-parallel needs KERAS_BACKEND=jax or tensorflow: "
+            "Keras 3.15 has no data-parallel training on PyTorch. Leave out "
+            "--data-parallel to train on one device."
         )
         assert not (output / "training_checkpoints").exists()
         return

@@ -1,5 +1,7 @@
 """Training from a `torch.utils.data.DataLoader`, on every backend."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -59,18 +61,30 @@ def test_channels_first_loader_rejected():
         model.fit(loader_of(channels_first), verbose=0)
     message = str(caught.value)
     height, width, channels = IMAGE_SHAPE
-    assert f"has shape (1, {channels}, {height}, {width})" in message
+    assert f"has shape (8, {channels}, {height}, {width})" in message
     assert "channels-first" in message
     assert "permute(0, 2, 3, 1)" in message
     assert int(model.d_optimizer.iterations) == 0
 
 
 def test_unscaled_loader_rejected():
-    pixels = (make_images(16) + 1.0) * 127.5
+    # Only the second image is out of range: the check reads a whole batch.
+    pixels = make_images(16)
+    pixels[1] = (pixels[1] + 1.0) * 127.5
     model = make_model()
     with pytest.raises(ValueError, match=r"\(x - 127.5\) / 127.5"):
         model.fit(loader_of(pixels), verbose=0)
     assert int(model.d_optimizer.iterations) == 0
+
+
+def test_loader_fit_warns_nothing_about_shuffle():
+    model = make_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(loader_of(make_images(16)), verbose=0)
+    messages = [str(warning.message) for warning in caught]
+    assert not [m for m in messages if "shuffle" in m], messages
+    assert int(model.d_optimizer.iterations) == 2
 
 
 def test_empty_loader_rejected():
