@@ -18,9 +18,9 @@ BACKENDS = ["tensorflow", "jax", "torch"]
 INSTALL = ".[tensorflow,jax,torch,test]"
 
 # PyTorch's CPU build. The machines this project is developed and tested
-# on keep its wheel in a local folder that pip searches (PIP_FIND_LINKS);
+# on keep its wheel in a local folder that pip searches (PIP_FIND_LINKS).
 # uv, which nox uses, reads no pip configuration and would install the
-# package index's CUDA build of several GB. So the local wheel is
+# package index's CUDA build of several GB, so the local wheel is
 # installed by path when it is there.
 TORCH_VERSION = "2.13.0"
 LOCAL_WHEELS = os.environ.get("PIP_FIND_LINKS", "/opt/wheels").split()

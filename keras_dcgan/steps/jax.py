@@ -12,8 +12,7 @@ The phases match `steps/tensorflow.py` one for one.
 import jax
 from keras import StatelessScope
 
-from keras_dcgan import losses
-from keras_dcgan.steps.common import real_images_from_batch
+from keras_dcgan.steps.common import forward_losses, real_images_from_batch
 
 
 def train_step(model, state, data):
@@ -45,16 +44,9 @@ def train_step(model, state, data):
         state_mapping += list(zip(model.optimizer.variables, optimizer_values))
         with StatelessScope(state_mapping=state_mapping) as scope:
             noise = model.sample_noise(real_images.shape[0])
-            generated_images = model.generator(noise, training=True)
-            real_logits = model.discriminator(real_images, training=True)
-            fake_logits = model.discriminator(generated_images, training=True)
-            d_loss = losses.discriminator_loss(
-                model.loss_fn, real_logits, fake_logits
+            d_loss, g_loss, scaled_d_loss, scaled_g_loss = forward_losses(
+                model, real_images, noise
             )
-            g_loss = losses.generator_loss(model.loss_fn, fake_logits)
-            # Loss scaling for float16; the identity for other optimizers.
-            scaled_d_loss = model.d_optimizer.scale_loss(d_loss)
-            scaled_g_loss = model.g_optimizer.scale_loss(g_loss)
         new_non_trainable_values = _updated_values(
             scope, model.non_trainable_variables, non_trainable_values
         )

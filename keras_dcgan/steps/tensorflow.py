@@ -13,8 +13,8 @@ wrong.
 
 import tensorflow as tf
 
-from keras_dcgan import distribution, losses
-from keras_dcgan.steps.common import real_images_from_batch
+from keras_dcgan import distribution
+from keras_dcgan.steps.common import forward_losses, real_images_from_batch
 
 
 def train_step(model, data):
@@ -30,16 +30,9 @@ def train_step(model, data):
 
         # Phase 2: one forward pass of both networks, and both losses.
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
-            generated_images = model.generator(noise, training=True)
-            real_logits = model.discriminator(real_images, training=True)
-            fake_logits = model.discriminator(generated_images, training=True)
-            d_loss = losses.discriminator_loss(
-                model.loss_fn, real_logits, fake_logits
+            d_loss, g_loss, scaled_d_loss, scaled_g_loss = forward_losses(
+                model, real_images, noise
             )
-            g_loss = losses.generator_loss(model.loss_fn, fake_logits)
-            # Loss scaling for float16; the identity for other optimizers.
-            scaled_d_loss = model.d_optimizer.scale_loss(d_loss)
-            scaled_g_loss = model.g_optimizer.scale_loss(g_loss)
 
         # Phase 3: each network's gradients from its own loss.
         d_variables = model.discriminator.trainable_variables

@@ -10,8 +10,7 @@ steps.
 
 import torch
 
-from keras_dcgan import losses
-from keras_dcgan.steps.common import real_images_from_batch
+from keras_dcgan.steps.common import forward_losses, real_images_from_batch
 
 
 def train_step(model, data):
@@ -22,13 +21,9 @@ def train_step(model, data):
     noise = model.sample_noise(batch_size)
 
     # Phase 2: one forward pass of both networks, and both losses.
-    generated_images = model.generator(noise, training=True)
-    real_logits = model.discriminator(real_images, training=True)
-    fake_logits = model.discriminator(generated_images, training=True)
-    d_loss = losses.discriminator_loss(model.loss_fn, real_logits, fake_logits)
-    g_loss = losses.generator_loss(model.loss_fn, fake_logits)
-    scaled_d_loss = model.d_optimizer.scale_loss(d_loss)
-    scaled_g_loss = model.g_optimizer.scale_loss(g_loss)
+    d_loss, g_loss, scaled_d_loss, scaled_g_loss = forward_losses(
+        model, real_images, noise
+    )
 
     # Phase 3: each network's gradients from its own loss. The graph of
     # the forward pass is kept for the second call.
