@@ -1,7 +1,11 @@
 """Layers that compute what Keras's layers compute, faster or on replicas.
 
 `Conv2DTranspose` computes a transposed convolution as a sub-pixel
-convolution on JAX and PyTorch. `BatchNormalization` and `Dropout` give
+convolution, which runs through the discrete Fourier transform
+(`keras_dcgan.fourier`) where that is faster. `Conv2D` computes a strided
+convolution through the DFT of the input's phases where that is faster,
+and as Keras does everywhere else. `BatchNormalization` and
+`Dropout` give
 the same results on several `tf.distribute` replicas as on one device (see
 `keras_dcgan.distribution`). Each keeps the Keras class name and weights,
 so weight files and checkpoints load into models built with either.
@@ -20,7 +24,109 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_dcgan import fourier
 from keras_dcgan.distribution import num_replicas, replica_rows
+
+
+def _selection(indices, size):
+    """Return `select[a, j, m]`, 1 where phase `a` reads kernel row `m` at
+    tap `j`, else 0.
+
+    `indices` is `(stride, taps)` of kernel rows, where `size` marks a tap
+    outside the kernel.
+    """
+    stride, taps = indices.shape
+    select = np.zeros((stride, taps, size + 1), dtype="float32")
+    for phase in range(stride):
+        for tap in range(taps):
+            select[phase, tap, indices[phase, tap]] = 1.0
+    return select[:, :, :size]
+
+
+def _phase_kernels(kernel, indices):
+    """Gather the phase kernels of a strided convolution.
+
+    `kernel` is `(k, k, a, b)` and `indices` is `(stride, taps)` of indices
+    into its first two axes, where `k` points at a zero row. Returns
+    `(stride, taps, stride, taps, a, b)`: the kernel of each pair of row
+    and column phases.
+    """
+    stride, taps = indices.shape
+    size, _, first, second = kernel.shape
+    kernel = ops.pad(kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])
+    rows = ops.take(kernel, indices.reshape(-1), axis=0)
+    rows = ops.reshape(rows, (stride, taps, size + 1, first, second))
+    phases = ops.take(rows, indices.reshape(-1), axis=2)
+    return ops.reshape(phases, (stride, taps, stride, taps, first, second))
+
+
+def _phase_spectra(kernel, transform, frequencies, stride):
+    """Return the spectra of the phase kernels of `kernel`.
+
+    `transform`, `(4Q * stride**2, k * k)`, is the product of a
+    `FourierPlan`'s kernel transform with the gather of the phase
+    kernels. One matrix product with it takes `kernel`, `(k, k, a, b)`,
+    to `(2, 2, Q, stride, stride, a, b)`. These are the blocks of the real
+    matrix of each frequency (see `fourier.FourierPlan.kernel`), for each
+    pair of row and column phases.
+    """
+    size, _, first, second = kernel.shape
+    spectra = ops.matmul(
+        ops.convert_to_tensor(transform, dtype=kernel.dtype),
+        ops.reshape(kernel, (size * size, first * second)),
+    )
+    return ops.reshape(
+        spectra, (2, 2, frequencies, stride, stride, first, second)
+    )
+
+
+def _spectra_transform(fourier_plan, indices, size):
+    """Return the `transform` of `_phase_spectra` for a kernel of `size`.
+
+    The gather of the phase kernels is folded into the constant, so the
+    spectra come from one matrix product of the kernel, and its gradient
+    from one more, with no gather or scatter.
+    """
+    taps = indices.shape[1]
+    select = _selection(indices, size)
+    transform = fourier_plan.kernel.reshape(-1, taps, taps)
+    combined = np.einsum("rjk,ajm,bkn->rabmn", transform, select, select)
+    return combined.reshape(-1, size * size).astype("float32")
+
+
+def _fourier_plan(layer, input_shape, side, offsets, in_channels, filters):
+    """Return a `FourierPlan` for `layer` if the DFT pays off, else `None`.
+
+    Only float32 layers use it: in bfloat16 or float16 the transforms
+    would round far more than the direct convolution does.
+    """
+    if layer.compute_dtype != "float32" or input_shape[1] is None:
+        return None
+    candidate = fourier.plan(side, offsets)
+    backend = keras.backend.backend()
+    if not fourier.is_faster(candidate, in_channels, filters, backend):
+        return None
+    return candidate
+
+
+def _fits_plan(inputs, fourier_plan, stride):
+    """Return whether `inputs` have the side that `fourier_plan` is for."""
+    if fourier_plan is None:
+        return False
+    side = fourier_plan.size * stride
+    return tuple(inputs.shape[1:3]) == (side, side)
+
+
+def _same_square(layer):
+    strides = tuple(layer.strides)
+    kernel_size = tuple(layer.kernel_size)
+    return (
+        layer.padding == "same"
+        and layer.data_format == "channels_last"
+        and tuple(layer.dilation_rate) == (1, 1)
+        and strides[0] == strides[1]
+        and kernel_size[0] == kernel_size[1]
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_dcgan")
@@ -32,31 +138,61 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     name and meaning, and takes the same arguments. It also keeps the
     class name, because Keras's weight files key the layers of a model by
     their snake-cased class name, so weights and checkpoints load into a
-    model built with either class. The rearranged computation runs on the
-    JAX and PyTorch backends for `padding="same"`,
-    `data_format="channels_last"`, no dilation and
-    `kernel_size >= strides >= 2`. Every other case, and TensorFlow, runs
-    the parent's transposed convolution. On PyTorch the gain is small:
-    the MNIST step took about 0.87 s against 0.91 s with the parent's
-    computation, on the same CPU.
+    model built with either class.
+
+    For `padding="same"`, `data_format="channels_last"`, no dilation, no
+    `output_padding`, a square kernel, equal strides on both axes and
+    `kernel_size >= strides`, the layer computes the `strides * strides`
+    output phases (below) as the channels of one stride-1 convolution on
+    the input grid and interleaves them by depth-to-space. That
+    convolution runs through the discrete Fourier transform
+    (`keras_dcgan.fourier`) where `fourier.is_faster` expects it to be
+    faster for the input side and channels (in float32 only): for the
+    first layer of the MNIST generator on every backend, and for its
+    second on JAX and PyTorch. Otherwise, including inputs of another side
+    than the layer was built for, it runs as a direct convolution on JAX
+    and PyTorch for strides of 2 or more. Every other case runs the
+    parent's transposed convolution. On PyTorch the direct sub-pixel
+    convolution gains little: the MNIST step took about 0.87 s against
+    0.91 s with the parent's computation, on the same CPU.
 
     For output row `o = s * m + a` (stride `s`, phase `a` in `0..s-1`), the
     transposed convolution sums `x[m + t] * kernel[a + pad - s * t]` over
     the taps `t` whose kernel index lies in `0..k-1`, with
     `pad = (k - s) // 2` as in TensorFlow's "same" padding. Each phase is a
     stride-1 correlation with a small kernel gathered from the original
-    one. The `s * s` phases are computed as the output channels of a single
-    convolution and then interleaved by depth-to-space.
+    one.
     """
 
     def build(self, input_shape):
         super().build(input_shape)
         self._phase_plan = self._plan_phases()
+        self._fourier_plan = None
+        plan = self._phase_plan
+        if plan is not None and input_shape[1] == input_shape[2]:
+            stride = plan["stride"]
+            taps = plan["indices"].shape[1]
+            offsets = [plan["pad_before"] - j for j in range(taps)]
+            self._fourier_plan = _fourier_plan(
+                self,
+                input_shape,
+                input_shape[1],
+                offsets,
+                input_shape[-1],
+                stride * stride * self.filters,
+            )
+        if self._fourier_plan is not None:
+            self._spectra_transform = _spectra_transform(
+                self._fourier_plan, plan["indices"], self.kernel_size[0]
+            )
 
     def call(self, inputs):
-        if self._phase_plan is None or keras.backend.backend() not in (
-            "jax",
-            "torch",
+        if _fits_plan(inputs, self._fourier_plan, 1):
+            return self._phase_call(inputs, self._fourier_convolution)
+        if (
+            self._phase_plan is None
+            or self._phase_plan["stride"] < 2
+            or keras.backend.backend() not in ("jax", "torch")
         ):
             return super().call(inputs)
         return self._sub_pixel_call(inputs)
@@ -64,25 +200,20 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     def _plan_phases(self):
         """Return the gather indices of the phase kernels, or `None`.
 
-        Stride 1 keeps the parent's computation: measured on the same CPU,
-        XLA ran the 7x7x256 to 7x7x128 layer of the MNIST generator about
-        2x faster as a transposed convolution than as this rearrangement,
-        and PyTorch ran both in the same time.
+        Without the DFT, stride 1 keeps the parent's direct computation:
+        measured on the same CPU, XLA ran the 7x7x256 to 7x7x128 layer of
+        the MNIST generator about 2x faster as a transposed convolution
+        than as a direct stride-1 convolution, and PyTorch ran both in the
+        same time.
         """
-        strides = tuple(self.strides)
-        kernel_size = tuple(self.kernel_size)
         supported = (
-            self.padding == "same"
-            and self.data_format == "channels_last"
-            and tuple(self.dilation_rate) == (1, 1)
+            _same_square(self)
             and self.output_padding is None
-            and strides[0] == strides[1]
-            and kernel_size[0] == kernel_size[1]
-            and kernel_size[0] >= strides[0] >= 2
+            and self.kernel_size[0] >= self.strides[0]
         )
         if not supported:
             return None
-        stride, size = strides[0], kernel_size[0]
+        stride, size = self.strides[0], self.kernel_size[0]
         pad = (size - stride) // 2
         first_tap = -((size - 1 - pad) // stride)
         last_tap = (stride - 1 + pad) // stride
@@ -102,51 +233,186 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
             "pad_after": last_tap,
         }
 
-    def _sub_pixel_call(self, inputs):
-        plan = self._phase_plan
-        stride = plan["stride"]
-        indices = plan["indices"]
-        num_taps = indices.shape[1]
+    def _phase_kernel(self):
+        """Return `(taps, taps, in_channels, stride**2 * filters)`.
+
+        The channels are ordered (phase_h, phase_w, filters) for
+        depth-to-space.
+        """
+        indices = self._phase_plan["indices"]
+        stride, taps = indices.shape
         kernel = ops.cast(self.kernel, self.compute_dtype)
-        height_in = kernel.shape[0]
         filters, in_channels = kernel.shape[2], kernel.shape[3]
-
-        # Append a zero row and column so that missing taps read zeros.
-        kernel = ops.pad(kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])
-        # Gather to (phase_h, tap_h, phase_w, tap_w, filters, in_channels).
-        rows = ops.take(kernel, indices.reshape(-1), axis=0)
-        rows = ops.reshape(
-            rows, (stride, num_taps, height_in + 1, filters, in_channels)
-        )
-        phases = ops.take(rows, indices.reshape(-1), axis=2)
-        phases = ops.reshape(
-            phases, (stride, num_taps, stride, num_taps, filters, in_channels)
-        )
-        # To a convolution kernel (tap_h, tap_w, in_channels, channels) with
-        # channels ordered (phase_h, phase_w, filters) for depth-to-space.
+        phases = _phase_kernels(kernel, indices)
         phases = ops.transpose(phases, (1, 3, 5, 0, 2, 4))
-        phases = ops.reshape(
-            phases, (num_taps, num_taps, in_channels, stride * stride * filters)
+        return ops.reshape(
+            phases, (taps, taps, in_channels, stride * stride * filters)
         )
 
+    def _fourier_convolution(self, inputs):
+        stride = self._phase_plan["stride"]
+        frequencies = self._fourier_plan.frequencies
+        # (k, k, in_channels, filters), so that the filters stay the
+        # innermost axis through the transpose below: PyTorch moved the
+        # spectra of the MNIST generator's first layer in 2.0 ms instead
+        # of 3.6 ms that way.
+        kernel = ops.transpose(
+            ops.cast(self.kernel, self.compute_dtype), (0, 1, 3, 2)
+        )
+        in_channels = kernel.shape[2]
+        spectra = _phase_spectra(
+            kernel, self._spectra_transform, frequencies, stride
+        )
+        # To (frequency, (part, in_channels), (part, phase_h, phase_w,
+        # filters)), the output channels ordered for depth-to-space.
+        spectra = ops.transpose(spectra, (2, 0, 5, 1, 3, 4, 6))
+        spectra = ops.reshape(
+            spectra,
+            (frequencies, 2 * in_channels, 2 * stride * stride * self.filters),
+        )
+        return fourier.convolve(inputs, spectra, self._fourier_plan)
+
+    def _direct_convolution(self, inputs):
+        plan = self._phase_plan
         padding = [plan["pad_before"], plan["pad_after"]]
         padded = ops.pad(inputs, [[0, 0], padding, padding, [0, 0]])
-        outputs = ops.conv(padded, phases, strides=1, padding="valid")
+        return ops.conv(
+            padded, self._phase_kernel(), strides=1, padding="valid"
+        )
 
-        batch = ops.shape(outputs)[0]
-        height, width = outputs.shape[1], outputs.shape[2]
-        outputs = ops.reshape(
-            outputs, (batch, height, width, stride, stride, filters)
-        )
-        outputs = ops.transpose(outputs, (0, 1, 3, 2, 4, 5))
-        outputs = ops.reshape(
-            outputs, (batch, height * stride, width * stride, filters)
-        )
+    def _sub_pixel_call(self, inputs):
+        return self._phase_call(inputs, self._direct_convolution)
+
+    def _phase_call(self, inputs, convolve):
+        stride = self._phase_plan["stride"]
+        outputs = convolve(inputs)
+        if stride > 1:
+            batch = ops.shape(outputs)[0]
+            height, width = outputs.shape[1], outputs.shape[2]
+            outputs = ops.reshape(
+                outputs, (batch, height, width, stride, stride, self.filters)
+            )
+            outputs = ops.transpose(outputs, (0, 1, 3, 2, 4, 5))
+            outputs = ops.reshape(
+                outputs,
+                (batch, height * stride, width * stride, self.filters),
+            )
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, self.compute_dtype)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+
+@keras.saving.register_keras_serializable(package="keras_dcgan")
+class Conv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D`, computed through the DFT where that is faster.
+
+    The layer keeps the weights, arguments and class name of
+    `keras.layers.Conv2D`, for the same reason as `Conv2DTranspose`.
+    A stride-`s` convolution equals a stride-1 convolution of the `s * s`
+    input phases (space-to-depth) with kernels gathered from the original
+    one. The layer uses that for `padding="same"`,
+    `data_format="channels_last"`, no dilation, one group, a square
+    kernel, equal strides on both axes, a square input whose side is a
+    multiple of the stride and `kernel_size >= strides`. Where
+    `fourier.is_faster` expects it to be faster (in float32 only; for the
+    second layer of the MNIST discriminator on JAX and PyTorch), that
+    convolution runs through the discrete Fourier
+    transform (`keras_dcgan.fourier`). Every other case, including inputs
+    of another side than the layer was built for, runs the parent's
+    convolution.
+
+    Input row `s * o + m - pad` (output row `o`, kernel row `m`, `pad` the
+    rows TensorFlow's "same" padding adds before the input) lies in phase
+    `a = (m - pad) mod s` at phase row `o + t` with
+    `t = (m - pad) // s`.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._phase_plan = self._plan_phases(input_shape)
+        self._fourier_plan = None
+        plan = self._phase_plan
+        if plan is not None:
+            stride = plan["stride"]
+            taps = plan["indices"].shape[1]
+            offsets = [-(plan["first_tap"] + j) for j in range(taps)]
+            self._fourier_plan = _fourier_plan(
+                self,
+                input_shape,
+                input_shape[1] // stride,
+                offsets,
+                stride * stride * input_shape[-1],
+                self.filters,
+            )
+        if self._fourier_plan is not None:
+            self._spectra_transform = _spectra_transform(
+                self._fourier_plan, plan["indices"], self.kernel_size[0]
+            )
+
+    def call(self, inputs):
+        plan = self._phase_plan
+        stride = plan["stride"] if plan is not None else 1
+        if not _fits_plan(inputs, self._fourier_plan, stride):
+            return super().call(inputs)
+        side = inputs.shape[1] // stride
+        channels = inputs.shape[-1]
+        # Space-to-depth, with channels ordered (phase_h, phase_w, channel).
+        phases = ops.reshape(inputs, (-1, side, stride, side, stride, channels))
+        phases = ops.transpose(phases, (0, 1, 3, 2, 4, 5))
+        phases = ops.reshape(
+            phases, (-1, side, side, stride * stride * channels)
+        )
+        frequencies = self._fourier_plan.frequencies
+        spectra = _phase_spectra(
+            ops.cast(self.kernel, self.compute_dtype),
+            self._spectra_transform,
+            frequencies,
+            stride,
+        )
+        # To (frequency, (part, phase_h, phase_w, channels), (part,
+        # filters)), the input channels ordered as after space-to-depth.
+        spectra = ops.transpose(spectra, (2, 0, 3, 4, 5, 1, 6))
+        spectra = ops.reshape(
+            spectra,
+            (frequencies, 2 * stride * stride * channels, 2 * self.filters),
+        )
+        outputs = fourier.convolve(phases, spectra, self._fourier_plan)
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def _plan_phases(self, input_shape):
+        """Return the gather indices of the phase kernels, or `None`."""
+        side = input_shape[1]
+        supported = (
+            _same_square(self)
+            and self.groups == 1
+            and side is not None
+            and side == input_shape[2]
+            and self.kernel_size[0] >= self.strides[0]
+            and side % self.strides[0] == 0
+        )
+        if not supported:
+            return None
+        stride, size = self.strides[0], self.kernel_size[0]
+        outputs = side // stride
+        pad = max((outputs - 1) * stride + size - side, 0) // 2
+        first_tap = -pad // stride
+        last_tap = (size - 1 - pad) // stride
+        taps = last_tap - first_tap + 1
+        # indices[a][j] is the kernel row read by phase a at tap
+        # first_tap + j, or `size`, which points at an appended zero row.
+        indices = np.full((stride, taps), size, dtype="int32")
+        for phase in range(stride):
+            for position in range(taps):
+                index = stride * (first_tap + position) + phase + pad
+                if 0 <= index < size:
+                    indices[phase, position] = index
+        return {"stride": stride, "indices": indices, "first_tap": first_tap}
 
 
 @keras.saving.register_keras_serializable(package="keras_dcgan")

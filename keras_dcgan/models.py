@@ -10,7 +10,12 @@ strided convolutions with dropout in the discriminator, LeakyReLU in both.
 import keras
 from keras import layers
 
-from keras_dcgan.layers import BatchNormalization, Conv2DTranspose, Dropout
+from keras_dcgan.layers import (
+    BatchNormalization,
+    Conv2D,
+    Conv2DTranspose,
+    Dropout,
+)
 
 # Square images of side `start_size * 2**stages`, with `start_size` in this
 # range and at least one stride-2 stage, can be built.
@@ -86,7 +91,8 @@ def build_generator(
     side, and each stage halves the number of filters (DCGAN, Radford et
     al. 2015). The transposed convolutions are
     `keras_dcgan.layers.Conv2DTranspose`, which has the weights of Keras's
-    `Conv2DTranspose` and is computed faster on JAX.
+    `Conv2DTranspose` and computes the same convolution faster (see
+    `keras_dcgan.layers`).
 
     Args:
         latent_dim: Length of the noise vector. Defaults to `100`.
@@ -173,6 +179,9 @@ def build_discriminator(
     with stride 2 and each followed by LeakyReLU and Dropout(0.3), then
     Flatten and Dense(1). Larger images get one more stride-2 stage per
     doubling of the side, and each stage doubles the number of filters.
+    The convolutions are `keras_dcgan.layers.Conv2D`, which has the
+    weights of Keras's `Conv2D` and computes the same convolution faster
+    where it can (see `keras_dcgan.layers`).
 
     Args:
         image_shape: `(side, side, channels)` of the input images, with the
@@ -204,7 +213,7 @@ def build_discriminator(
     images = keras.Input(shape=tuple(image_shape), name="images")
     x = images
     for index in range(stages):
-        x = layers.Conv2D(
+        x = Conv2D(
             base_filters * 2**index,
             _KERNEL_SIZE,
             strides=2,
