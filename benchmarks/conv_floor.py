@@ -11,6 +11,12 @@ a floor for the step on that backend: no training loop that computes the
 same thing with the same kernels can be faster.
 The table replaces the convolution section of `docs/benchmarks.md`.
 
+The layers compute through the discrete Fourier transform where
+`keras_dcgan.fourier.is_faster` says so. `--fourier never` and
+`--fourier always` time them with that path never or always taken, and
+write their tables to sections of their own, so the document shows what
+the choice gains or loses for each convolution.
+
 Per step, with batch B: the generator's three transposed convolutions run
 forward once and backward once for the input and once for the kernel. Each
 discriminator convolution runs forward twice (real and generated images)
@@ -52,13 +58,9 @@ CONVOLUTIONS = [
 
 
 def make_layer(kind, filters, stride):
-    import keras
+    from keras_dcgan.layers import Conv2D, Conv2DTranspose
 
-    from keras_dcgan.layers import Conv2DTranspose
-
-    layer_class = (
-        Conv2DTranspose if kind == "transpose" else keras.layers.Conv2D
-    )
+    layer_class = Conv2DTranspose if kind == "transpose" else Conv2D
     return layer_class(
         filters, 5, strides=stride, padding="same", use_bias=False
     )
@@ -159,6 +161,11 @@ def run_worker(args):
     import keras
     import numpy as np
 
+    if args.fourier != "auto":
+        from keras_dcgan import fourier
+
+        always = args.fourier == "always"
+        fourier.is_faster = lambda *unused: always
     rng = np.random.default_rng(0)
     rows = []
     for name, kind, shape, filters, stride, *counts in CONVOLUTIONS:
@@ -200,6 +207,7 @@ def run_all(args):
         command = [sys.executable, os.path.abspath(__file__), "--worker"]
         command += ["--batch-size", str(args.batch_size)]
         command += ["--repeats", str(args.repeats)]
+        command += ["--fourier", args.fourier]
         print(f"Timing convolutions on {backend}...", flush=True)
         results[backend] = run_worker_process(command, backend, "the run")
     return results
@@ -213,6 +221,20 @@ def step_milliseconds(rows):
     )
 
 
+def command_line(args):
+    command = "python benchmarks/conv_floor.py"
+    if args.fourier != "auto":
+        command += f" --fourier {args.fourier}"
+    return command
+
+
+def section(args):
+    """Return the section of the document that the table replaces."""
+    if args.fourier == "auto":
+        return SECTION
+    return f"{SECTION}-{args.fourier}"
+
+
 def format_table(args, results):
     from throughput import machine_description, package_versions
 
@@ -222,7 +244,7 @@ def format_table(args, results):
     lines = [
         f"Machine: {machine_description()}. Packages: {package_versions()}.",
         f"Batch {args.batch_size}, float32, fastest of {args.repeats} calls. "
-        "Command: `python benchmarks/conv_floor.py`.",
+        f"Command: `{command_line(args)}`.",
         "",
         header,
         "|---|---|---|" + "---|" * len(backends),
@@ -262,6 +284,14 @@ def parse_args(argv):
         help="comma-separated backends to run (default: tensorflow,jax,torch)",
     )
     parser.add_argument(
+        "--fourier",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="when the layers compute through the discrete Fourier "
+        "transform: as keras_dcgan.fourier.is_faster decides, for every "
+        "layer it can, or never (default: auto)",
+    )
+    parser.add_argument(
         "--doc",
         default=DOC_PATH,
         help="Markdown file whose convolution section is replaced "
@@ -286,7 +316,7 @@ def main(argv=None):
     table = format_table(args, results)
     from throughput import replace_section
 
-    replace_section(args.doc, SECTION, table)
+    replace_section(args.doc, section(args), table)
     print(table)
 
 
