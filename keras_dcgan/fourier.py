@@ -139,6 +139,10 @@ def is_faster(fourier_plan, in_channels, out_channels, backend):
     faster that way on JAX and PyTorch, and the second about as fast.
     Both run slower that way on TensorFlow.
 
+    NOTE: these factors come from CPU measurements only. With cuDNN on a
+    GPU the direct convolutions may win where they lose here; no GPU run
+    has been made.
+
     Args:
         fourier_plan: A `FourierPlan` from `plan`.
         in_channels: Channels of the convolution's input.
