@@ -21,9 +21,9 @@ between the layers of a DCGAN, outputs and gradients agree with Keras's
 layers within 1e-5 of the largest value (`tests/test_layers.py`).
 
 NOTE: inputs with a large common offset that cancels in the outputs
-(for example a channel and its negation under equal and opposite
-weights) lose more: about 1e-4 of the output at an offset of 1000,
-about five times Keras's own rounding there.
+lose more precision, for example a channel and its negation under equal
+and opposite weights. At an offset of 1000 the error is about 1e-4 of
+the output, about five times Keras's own rounding there.
 """
 
 import dataclasses

@@ -109,6 +109,15 @@ def _fourier_plan(layer, input_shape, side, offsets, in_channels, filters):
     return candidate
 
 
+def _bias_and_activation(layer, outputs):
+    """Add the layer's bias and apply its activation, as Keras's layers do."""
+    if layer.use_bias:
+        outputs = outputs + ops.cast(layer.bias, layer.compute_dtype)
+    if layer.activation is not None:
+        outputs = layer.activation(outputs)
+    return outputs
+
+
 def _fits_plan(inputs, fourier_plan, stride):
     """Return whether `inputs` have the side that `fourier_plan` is for."""
     if fourier_plan is None:
@@ -297,11 +306,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
                 outputs,
                 (batch, height * stride, width * stride, self.filters),
             )
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return _bias_and_activation(self, outputs)
 
 
 @keras.saving.register_keras_serializable(package="keras_dcgan")
@@ -315,13 +320,12 @@ class Conv2D(keras.layers.Conv2D):
     one. The layer uses that for `padding="same"`,
     `data_format="channels_last"`, no dilation, one group, a square
     kernel, equal strides on both axes, a square input whose side is a
-    multiple of the stride and `kernel_size >= strides`. Where
-    `fourier.is_faster` expects it to be faster (in float32 only; for the
-    second layer of the MNIST discriminator on JAX and PyTorch), that
-    convolution runs through the discrete Fourier
-    transform (`keras_dcgan.fourier`). Every other case, including inputs
-    of another side than the layer was built for, runs the parent's
-    convolution.
+    multiple of the stride and `kernel_size >= strides`. In float32, that
+    convolution runs through the discrete Fourier transform
+    (`keras_dcgan.fourier`) where `fourier.is_faster` expects it to be
+    faster, as for the second layer of the MNIST discriminator on JAX and
+    PyTorch. Every other case, including inputs of another side than the
+    layer was built for, runs the parent's convolution.
 
     Input row `s * o + m - pad` (output row `o`, kernel row `m`, `pad` the
     rows TensorFlow's "same" padding adds before the input) lies in phase
@@ -379,11 +383,7 @@ class Conv2D(keras.layers.Conv2D):
             (frequencies, 2 * stride * stride * channels, 2 * self.filters),
         )
         outputs = fourier.convolve(phases, spectra, self._fourier_plan)
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return _bias_and_activation(self, outputs)
 
     def _plan_phases(self, input_shape):
         """Return the gather indices of the phase kernels, or `None`."""

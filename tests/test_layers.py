@@ -64,12 +64,16 @@ def gradients(layer, kernel, inputs, weights):
     return tape.gradient(loss, [kernel.value, inputs])
 
 
-def assert_close(actual, expected, what):
+def assert_close(actual, expected, description):
     actual, expected = to_numpy([actual, expected])
-    assert actual.shape == expected.shape, what
+    assert actual.shape == expected.shape, description
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(
-        actual / scale, expected / scale, atol=TOLERANCE, rtol=0, err_msg=what
+        actual / scale,
+        expected / scale,
+        atol=TOLERANCE,
+        rtol=0,
+        err_msg=description,
     )
 
 
