@@ -107,7 +107,7 @@ def use_fourier(monkeypatch, enabled):
     monkeypatch.setattr(fourier, "is_faster", lambda *args: enabled)
 
 
-@pytest.mark.parametrize("path", ["fourier", "direct"])
+@pytest.mark.parametrize("path", ["fourier", "direct", "overlap_add"])
 @pytest.mark.parametrize(
     "kernel_size, strides, side, channels, filters, use_bias",
     TRANSPOSE_CASES,
@@ -121,14 +121,14 @@ def test_matches_conv2d_transpose(
     layer.build((None, side, side, channels))
     assert layer._phase_plan is not None
     assert (layer._fourier_plan is not None) == (path == "fourier")
+    # The layer takes these paths for some shapes and backends only. Force
+    # them, so that their arithmetic is checked everywhere.
     if path == "direct":
-        # TensorFlow and stride 1 run the parent's computation; force the
-        # sub-pixel one so that its arithmetic is checked there too.
-        monkeypatch.setattr(
-            SubPixelConv2DTranspose,
-            "call",
-            SubPixelConv2DTranspose._sub_pixel_call,
-        )
+        forced = SubPixelConv2DTranspose._sub_pixel_call
+        monkeypatch.setattr(SubPixelConv2DTranspose, "call", forced)
+    if path == "overlap_add":
+        forced = SubPixelConv2DTranspose._overlap_add_call
+        monkeypatch.setattr(SubPixelConv2DTranspose, "call", forced)
     reference = keras.layers.Conv2DTranspose(filters, kernel_size, **arguments)
     assert_same_layer(layer, reference, side, channels)
 
@@ -231,6 +231,18 @@ def test_mnist_layers_fourier_choice():
         "conv_0": False,
         "conv_1": stride_two,
     }
+    # The generator's last layer has few channels, so JAX and PyTorch
+    # compute it from the products of every tap.
+    overlap_add = {
+        layer.name: layer._use_overlap_add
+        for layer in generator.layers
+        if isinstance(layer, SubPixelConv2DTranspose)
+    }
+    assert overlap_add == {
+        "deconv_0": False,
+        "deconv_1": False,
+        "to_image": keras.backend.backend() in ("jax", "torch"),
+    }
 
 
 def test_mixed_precision_keeps_direct_convolutions():
@@ -305,31 +317,44 @@ def test_weights_interchange_with_keras_layers(path, tmp_path, monkeypatch):
         network.load_weights(tmp_path / "plain.weights.h5")
 
 
-def test_fourier_layers_train_like_keras_layers(monkeypatch):
+@pytest.mark.parametrize("path", ["fourier", "overlap_add"])
+def test_layers_train_like_keras_layers(path, monkeypatch):
     # The same networks built from Keras's classes train to the same
     # losses and weights over three steps. Without dropout, whose cloned
     # layers would draw other masks, the noise is the only random draw.
-    use_fourier(monkeypatch, True)
-    fourier_model = make_model(seed=3, dropout_rate=0.0)
-    assert fourier_layers(fourier_model.generator)["deconv_0"]
-    assert fourier_layers(fourier_model.discriminator)["conv_0"]
-    generator = with_keras_layers(fourier_model.generator)
-    discriminator = with_keras_layers(fourier_model.discriminator)
-    generator.set_weights(fourier_model.generator.get_weights())
-    discriminator.set_weights(fourier_model.discriminator.get_weights())
+    use_fourier(monkeypatch, path == "fourier")
+    our_model = make_model(seed=3, dropout_rate=0.0)
+    assert fourier_layers(our_model.generator)["deconv_0"] == (
+        path == "fourier"
+    )
+    assert fourier_layers(our_model.discriminator)["conv_0"] == (
+        path == "fourier"
+    )
+    if path == "overlap_add":
+        # Every transposed convolution multiplies by its taps first,
+        # whatever its channels.
+        monkeypatch.setattr(
+            SubPixelConv2DTranspose,
+            "call",
+            SubPixelConv2DTranspose._overlap_add_call,
+        )
+    generator = with_keras_layers(our_model.generator)
+    discriminator = with_keras_layers(our_model.discriminator)
+    generator.set_weights(our_model.generator.get_weights())
+    discriminator.set_weights(our_model.discriminator.get_weights())
     keras_model = DCGAN(generator, discriminator, seed=3)
     keras_model.compile(
         d_optimizer=keras.optimizers.Adam(1e-3),
         g_optimizer=keras.optimizers.Adam(1e-3),
     )
-    initial = to_numpy(fourier_model.weights)
+    initial = to_numpy(our_model.weights)
 
     images = make_images(24)
     histories = [
         model.fit(
             images, batch_size=8, epochs=1, shuffle=False, verbose=0
         ).history
-        for model in (fourier_model, keras_model)
+        for model in (our_model, keras_model)
     ]
 
     for name in ("d_loss", "g_loss"):
@@ -338,7 +363,7 @@ def test_fourier_layers_train_like_keras_layers(monkeypatch):
         )
     changed = 0
     for before, actual, expected in zip(
-        initial, to_numpy(fourier_model.weights), to_numpy(keras_model.weights)
+        initial, to_numpy(our_model.weights), to_numpy(keras_model.weights)
     ):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
         changed += not np.array_equal(before, actual)
