@@ -174,16 +174,17 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     (`keras_dcgan.fourier`) where `fourier.is_faster` expects it to be
     faster for the input side and channels (in float32 only): for the
     first layer of the MNIST generator on every backend, and for its
-    second on JAX and PyTorch. On JAX and PyTorch, a layer with no more
-    kernel taps times filters than input channels, such as the MNIST
-    generator's last, multiplies the inputs by every tap in one matrix
-    product and adds the products into the phases
-    (`_overlap_add_convolution`). Otherwise, including inputs of another
-    side than the layer was built for, it runs as a direct convolution on
-    JAX and PyTorch for strides of 2 or more. Every other case runs the
-    parent's transposed convolution. On PyTorch the direct sub-pixel
-    convolution gains little: the MNIST step took about 0.87 s against
-    0.91 s with the parent's computation, on the same CPU.
+    second on JAX and PyTorch. On JAX and PyTorch, some layers have at
+    most half as many kernel taps times filters as input channels, such
+    as the MNIST generator's last. They multiply inputs of any side by
+    every tap in one matrix product and add the products into the phases
+    (`_overlap_add_convolution`). Layers that take
+    neither path, and inputs of another side than a DFT layer was built
+    for, run as a direct convolution on JAX and PyTorch for strides of 2
+    or more. Every other case runs the parent's transposed convolution.
+    On PyTorch the direct sub-pixel convolution gains little: the MNIST
+    step took about 0.87 s against 0.91 s with the parent's computation,
+    on the same CPU.
 
     For output row `o = s * m + a` (stride `s`, phase `a` in `0..s-1`), the
     transposed convolution sums `x[m + t] * kernel[a + pad - s * t]` over
@@ -216,15 +217,18 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
             )
         # XLA's CPU kernel gradient of a convolution with few output
         # channels is slow. For the MNIST generator's last layer at batch
-        # 256 it took about 137 ms of the 0.72 s JAX step on a 2-core
+        # 256 it took about 100 ms of the 0.72 s JAX step on a 2-core
         # x86_64 CPU. Through the products of every tap, the layer's three
-        # passes took 11 ms instead of 111 on JAX, and 16 instead of 28 on
-        # PyTorch.
+        # passes took 17 ms instead of 113 on JAX, and 16 instead of 22 on
+        # PyTorch (benchmarks/conv_floor.py). With at most half as many
+        # taps times filters as input channels, the constant convolution
+        # needs at most half the multiplies of the direct one.
+        # NOTE: measured on that layer only, which has one filter.
         self._overlap_add_constant = None
         self._use_overlap_add = (
             plan is not None
             and keras.backend.backend() in ("jax", "torch")
-            and self.kernel_size[0] ** 2 * self.filters <= input_shape[-1]
+            and 2 * self.kernel_size[0] ** 2 * self.filters <= input_shape[-1]
         )
 
     def call(self, inputs):
