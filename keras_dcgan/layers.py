@@ -178,10 +178,10 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     most half as many kernel taps times filters as input channels, such
     as the MNIST generator's last. They multiply inputs of any side by
     every tap in one matrix product and add the products into the phases
-    (`_overlap_add_convolution`). Layers that take
-    neither path, and inputs of another side than a DFT layer was built
-    for, run as a direct convolution on JAX and PyTorch for strides of 2
-    or more. Every other case runs the parent's transposed convolution.
+    (`_overlap_add_convolution`). Layers that take neither path, and
+    inputs of another side than a DFT layer was built for, run as a
+    direct convolution on JAX and PyTorch for strides of 2 or more.
+    Every other case runs the parent's transposed convolution.
     On PyTorch the direct sub-pixel convolution gains little: the MNIST
     step took about 0.87 s against 0.91 s with the parent's computation,
     on the same CPU.
