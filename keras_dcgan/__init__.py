@@ -6,6 +6,7 @@ from keras_dcgan.checkpoints import latest_checkpoint, restore_checkpoint
 from keras_dcgan.data import load_mnist
 from keras_dcgan.dcgan import DCGAN
 from keras_dcgan.distribution import data_parallel_scope
+from keras_dcgan.memory import retain_freed_memory
 from keras_dcgan.models import build_discriminator, build_generator
 
 __version__ = "0.1.0"
@@ -20,4 +21,5 @@ __all__ = [
     "latest_checkpoint",
     "load_mnist",
     "restore_checkpoint",
+    "retain_freed_memory",
 ]

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_dcgan
 from keras_dcgan import cli, plotting
 
 
@@ -54,7 +55,7 @@ def test_console_script_is_registered():
     assert entry.value == "keras_dcgan.cli:main"
 
 
-def test_train_folder_then_sample(tmp_path):
+def test_train_folder_then_sample(tmp_path, monkeypatch):
     folder = write_image_folder(tmp_path / "photos")
     output = tmp_path / "run"
     trained = run_cli(
@@ -110,16 +111,26 @@ def test_train_folder_then_sample(tmp_path):
     assert grid.read_bytes() == grid_bytes
 
     # Resuming with options for other images stops before loading weights.
+    # Run in this process, train would set malloc to keep freed memory
+    # before anything else, unless --return-freed-memory is given. The
+    # call is recorded instead.
+    retain_calls = []
+    monkeypatch.setattr(
+        keras_dcgan, "retain_freed_memory", lambda: retain_calls.append(1)
+    )
     checkpoint = output / "training_checkpoints" / "ckpt-0002.keras"
     checkpoint_bytes = checkpoint.read_bytes()
+    mismatched = [
+        *("train", "--images", str(folder), "--image-size", "8"),
+        *("--color-mode", "grayscale", "--output", str(output)),
+        *("--epochs", "3", "--verbose", "0"),
+    ]
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(
-            [
-                *("train", "--images", str(folder), "--image-size", "8"),
-                *("--color-mode", "grayscale", "--output", str(output)),
-                *("--epochs", "3", "--verbose", "0"),
-            ]
-        )
+        cli.main(mismatched)
+    assert retain_calls == [1]
+    with pytest.raises(SystemExit):
+        cli.main([*mismatched, "--return-freed-memory"])
+    assert retain_calls == [1]
     assert exit_info.value.code == (
         f"error: cannot resume from {checkpoint}: it was trained on 8x8x3 "
         "images with --latent-dim 100, and the options request 8x8x1 "
@@ -270,7 +281,7 @@ def test_option_help_states_default():
                 f"{name} {action.option_strings[0]}"
             )
             checked += 1
-    assert checked == 24
+    assert checked == 25
 
 
 def test_training_plot_panel_per_measure(tmp_path):
