@@ -14,7 +14,13 @@ Time per step is the median over measured epochs of epoch time divided by
 steps per epoch, after one warm-up epoch that includes compilation. Peak
 memory is the process's maximum resident set size. The growth is the
 change of resident memory from the end of the first measured epoch to the
-end of the last.
+end of the last. Page faults per step are the process's minor page faults
+over the measured epochs, divided by their steps.
+
+Every run first calls `keras_dcgan.retain_freed_memory()`, as
+`keras-dcgan train` does, so that freed memory is reused instead of
+mapped afresh every step. `--malloc default` leaves the C library's
+settings as they are and writes its own table.
 """
 
 import argparse
@@ -46,6 +52,12 @@ def resident_megabytes():
     with open("/proc/self/statm") as file:
         pages = int(file.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_sample():
+    """Return the resident MiB and the minor page faults so far."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return resident_megabytes(), faults
 
 
 def peak_megabytes():
@@ -82,7 +94,7 @@ def measure_reference(args, images):
             losses = trainer.train_step(next(batches))
         tf.nest.map_structure(lambda loss: loss.numpy(), losses)
         epoch_seconds.append(time.perf_counter() - start)
-        resident.append(resident_megabytes())
+        resident.append(memory_sample())
     return epoch_seconds, resident
 
 
@@ -127,7 +139,7 @@ def measure_fit(args, images):
             # Keras syncs the JAX state before on_epoch_end, so every step
             # of the epoch has finished here.
             epoch_seconds.append(time.perf_counter() - self.start)
-            resident.append(resident_megabytes())
+            resident.append(memory_sample())
 
     model.fit(
         images,
@@ -170,7 +182,7 @@ def measure_bare(args, images):
                 index += 1
             jax.block_until_ready(state)
             epoch_seconds.append(time.perf_counter() - start)
-            resident.append(resident_megabytes())
+            resident.append(memory_sample())
         return epoch_seconds, resident
     if keras.backend.backend() == "torch":
         model.make_train_function()
@@ -185,7 +197,7 @@ def measure_bare(args, images):
             # Reading a value waits for any queued GPU work.
             float(logs["d_loss"])
             epoch_seconds.append(time.perf_counter() - start)
-            resident.append(resident_megabytes())
+            resident.append(memory_sample())
         return epoch_seconds, resident
 
     import tensorflow as tf
@@ -199,11 +211,16 @@ def measure_bare(args, images):
             logs = model.train_function(iterator)
         tf.nest.map_structure(lambda value: value.numpy(), logs)
         epoch_seconds.append(time.perf_counter() - start)
-        resident.append(resident_megabytes())
+        resident.append(memory_sample())
     return epoch_seconds, resident
 
 
 def run_worker(args):
+    if args.malloc == "retain":
+        # First, before any backend starts its threads.
+        from keras_dcgan import retain_freed_memory
+
+        retain_freed_memory()
     images = load_images(args.data, args.steps_per_epoch * args.batch_size * 4)
     measure = {
         "reference": measure_reference,
@@ -213,11 +230,13 @@ def run_worker(args):
     epoch_seconds, resident = measure(args, images)
     measured = epoch_seconds[1:]
     step_seconds = statistics.median(measured) / args.steps_per_epoch
+    measured_steps = len(measured) * args.steps_per_epoch
     result = {
         "step_seconds": step_seconds,
         "images_per_second": args.batch_size / step_seconds,
         "peak_megabytes": peak_megabytes(),
-        "growth_megabytes": resident[-1] - resident[1],
+        "growth_megabytes": resident[-1][0] - resident[1][0],
+        "faults_per_step": (resident[-1][1] - resident[0][1]) / measured_steps,
         "measured_epochs": len(measured),
         "devices": getattr(args, "devices", 1),
     }
@@ -282,6 +301,7 @@ def run_once(args, label, backend, worker, policy):
         command += ["--data", args.data]
     if policy:
         command += ["--precision", policy]
+    command += ["--malloc", args.malloc]
     if args.data_parallel and worker == "fit":
         command += ["--data-parallel"]
         if args.cpu_devices:
@@ -343,6 +363,9 @@ def run_all(args):
                 "growth_megabytes": statistics.median(
                     r["growth_megabytes"] for r in repeats
                 ),
+                "faults_per_step": statistics.median(
+                    r["faults_per_step"] for r in repeats
+                ),
                 "devices": repeats[0].get("devices", 1),
             }
         )
@@ -369,8 +392,9 @@ def format_table(args, results):
         f"`python benchmarks/throughput.py {' '.join(shown_arguments(args))}`.",
         "",
         "| run | backend | policy | devices | s/step | images/s "
-        "| vs reference | fit overhead | peak MiB | growth MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| vs reference | fit overhead | peak MiB | growth MiB "
+        "| page faults/step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         ratio = "-"
@@ -394,6 +418,7 @@ def format_table(args, results):
             overhead,
             f"{result['peak_megabytes']:.0f}",
             f"{result['growth_megabytes']:+.1f}",
+            f"{result['faults_per_step']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -414,6 +439,8 @@ def section_name(args):
         name += f"-{args.precision}"
     if args.data_parallel:
         name += "-data-parallel"
+    if args.malloc == "default":
+        name += "-default-malloc"
     return name
 
 
@@ -482,6 +509,14 @@ def parse_args(argv):
         default=None,
         help="with --data-parallel, split the CPU into this many virtual "
         "devices (default: the real devices)",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=("retain", "default"),
+        default="retain",
+        help="retain: every run, the reference loop's too, first calls "
+        "keras_dcgan.retain_freed_memory(), as keras-dcgan train does; "
+        "default: the C library's own settings (default: retain)",
     )
     parser.add_argument(
         "--repeats",
