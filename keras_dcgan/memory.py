@@ -16,8 +16,8 @@ keeps its memory, and its steps took a few hundred page faults at most.
 `retain_freed_memory` makes glibc keep what it frees. In
 `benchmarks/throughput.py` (median of 3 runs against 2, same machine)
 the JAX step then took 0.58 s instead of 0.71, and the PyTorch step
-0.52 s instead of 0.70. Most steps took no page faults. A few epochs
-still took some while the heap grew to fit the step's blocks. The
+0.52 s instead of 0.70. Most runs took no page faults, and the NOTE
+of `retain_freed_memory` describes the others. The
 process keeps the memory of its largest step until it exits, as the
 caching allocators of GPU frameworks do, and a fragmented heap keeps
 more: JAX's peak resident memory went from 1.6 GiB to between 1.8
@@ -28,6 +28,7 @@ allocate often at the same time; only the DCGAN step was measured.
 """
 
 import ctypes
+import os
 import platform
 import sys
 import warnings
@@ -36,18 +37,21 @@ import warnings
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
-# The largest value of mallopt's int argument: about 2 GiB of free memory
-# at the top of the heap before glibc gives any back.
+# The largest value of mallopt's int argument. glibc gives back the free
+# top of the heap only once it exceeds about 2 GiB, and then almost all of it.
 _TRIM_THRESHOLD_LIMIT = 2**31 - 1
+_TUNABLE = "glibc.malloc.arena_max=1"
+# Whether a call set the options before JAX started its threads.
+_set_before_jax = False
 
 
 def retain_freed_memory():
     """Make `malloc` keep freed memory for reuse instead of returning it.
 
-    Sets three options of glibc's `malloc` for the whole process. All
-    threads share one arena, so worker threads allocate from the main
-    heap. Large blocks come from the heap instead of `mmap`. The heap's
-    free top is not trimmed below 2 GiB. Training steps then reuse the
+    Sets three options of glibc's `malloc` for the whole process. Threads
+    started from now on create no arena of their own. Large blocks come
+    from the heap instead of `mmap`. The heap's free top is given back
+    only once it exceeds about 2 GiB. Training steps then reuse the
     pages of earlier steps instead of mapping and zero-filling new ones
     (see the module docstring for the measured effect). `keras-dcgan
     train` calls this before it builds the models.
@@ -55,8 +59,19 @@ def retain_freed_memory():
     Call it before the first JAX computation, such as building a model
     on JAX: XLA's worker threads choose their arena on their first
     allocation and keep it. Called later, it warns, and JAX's buffers of
-    more than 64 MiB are still mapped afresh every step. On PyTorch it
-    takes effect whenever it is called.
+    more than 64 MiB are still mapped afresh every step. On PyTorch,
+    whose steps allocate from the main thread, it takes effect whenever
+    it is called.
+
+    NOTE: threads that allocated before the call keep their arenas, and
+    threads started later share them with the main heap in turn. NumPy's
+    OpenBLAS threads, started when NumPy is imported, have one. A JAX
+    worker thread that shares it still maps its blocks of more than
+    64 MiB afresh. In `benchmarks/throughput.py`, 3 of 6 JAX runs still
+    took 2 300 to 2 600 page faults per step (78 000 without the call),
+    for reasons not traced. Only
+    `GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`,
+    set before Python starts, covers every thread.
 
     Returns:
         `True` if the options were set. `False` where the C library is
@@ -87,7 +102,13 @@ def retain_freed_memory():
                 f"({platform.libc_ver()[1]}) does not support it. Train "
                 "without keras_dcgan.retain_freed_memory()."
             )
-    if _jax_threads_started():
+    global _set_before_jax
+    already_set = _set_before_jax or _TUNABLE in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    )
+    if not _jax_threads_started():
+        _set_before_jax = True
+    elif not already_set:
         warnings.warn(
             "keras_dcgan.retain_freed_memory() was called after JAX "
             "started its CPU threads, which keep their own malloc arenas: "

@@ -6,6 +6,7 @@ a fresh Python process.
 
 import ctypes
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -60,12 +61,13 @@ FAULTS_OF_REALLOCATION = textwrap.dedent(
 )
 
 
-def run_python(code, *args):
+def run_python(code, *args, environment=None):
     completed = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(environment or {})},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -89,26 +91,35 @@ def test_warns_when_jax_threads_started_first():
         pytest.skip("only JAX's threads keep arenas chosen before the call")
     code = textwrap.dedent(
         """
-        import json, warnings
+        import json, sys, warnings
         import jax.numpy as jnp
         import keras_dcgan
 
-        with warnings.catch_warnings(record=True) as early:
-            warnings.simplefilter("always")
-            keras_dcgan.retain_freed_memory()
+        def messages_of_call():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                keras_dcgan.retain_freed_memory()
+            return [str(warning.message) for warning in caught]
+
+        early = messages_of_call() if sys.argv[1] == "early" else []
         jnp.ones(3).block_until_ready()
-        with warnings.catch_warnings(record=True) as late:
-            warnings.simplefilter("always")
-            keras_dcgan.retain_freed_memory()
-        print(json.dumps([[str(w.message) for w in early],
-                          [str(w.message) for w in late]]))
+        print(json.dumps([early, messages_of_call()]))
         """
     )
-    early, late = run_python(code)
+    early, late = run_python(code, "late")
     assert early == []
     assert len(late) == 1
     assert "called after JAX started its CPU threads" in late[0]
     assert "GLIBC_TUNABLES=glibc.malloc.arena_max=1" in late[0]
+
+    # A second call after one that came in time does not warn, and
+    # neither does a late call where GLIBC_TUNABLES already set the arenas.
+    early, late = run_python(code, "early")
+    assert early == []
+    assert late == []
+    tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
+    early, late = run_python(code, "late", environment=tunables)
+    assert late == []
 
 
 def test_other_c_libraries_left_alone(monkeypatch):
