@@ -87,15 +87,15 @@ def measure_reference(args, images):
         keras.mixed_precision.set_global_policy(args.precision)
     trainer = ReferenceTrainer()
     batches = iter(trainer.dataset(images, args.batch_size))
-    epoch_seconds, resident = [], []
+    epoch_seconds, samples = [], []
     for _ in range(args.epochs):
         start = time.perf_counter()
         for _ in range(args.steps_per_epoch):
             losses = trainer.train_step(next(batches))
         tf.nest.map_structure(lambda loss: loss.numpy(), losses)
         epoch_seconds.append(time.perf_counter() - start)
-        resident.append(memory_sample())
-    return epoch_seconds, resident
+        samples.append(memory_sample())
+    return epoch_seconds, samples
 
 
 def build_model(args):
@@ -129,7 +129,7 @@ def measure_fit(args, images):
     import keras
 
     model = build_model(args)
-    epoch_seconds, resident = [], []
+    epoch_seconds, samples = [], []
 
     class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -139,7 +139,7 @@ def measure_fit(args, images):
             # Keras syncs the JAX state before on_epoch_end, so every step
             # of the epoch has finished here.
             epoch_seconds.append(time.perf_counter() - self.start)
-            resident.append(memory_sample())
+            samples.append(memory_sample())
 
     model.fit(
         images,
@@ -149,7 +149,7 @@ def measure_fit(args, images):
         verbose=0,
         callbacks=[EpochTimer()],
     )
-    return epoch_seconds, resident
+    return epoch_seconds, samples
 
 
 def measure_bare(args, images):
@@ -163,7 +163,7 @@ def measure_bare(args, images):
         images[i * args.batch_size : (i + 1) * args.batch_size]
         for i in range(num_batches)
     ]
-    epoch_seconds, resident = [], []
+    epoch_seconds, samples = [], []
     if keras.backend.backend() == "jax":
         import jax
 
@@ -182,8 +182,8 @@ def measure_bare(args, images):
                 index += 1
             jax.block_until_ready(state)
             epoch_seconds.append(time.perf_counter() - start)
-            resident.append(memory_sample())
-        return epoch_seconds, resident
+            samples.append(memory_sample())
+        return epoch_seconds, samples
     if keras.backend.backend() == "torch":
         model.make_train_function()
         tensors = [keras.ops.convert_to_tensor(batch) for batch in batches]
@@ -197,8 +197,8 @@ def measure_bare(args, images):
             # Reading a value waits for any queued GPU work.
             float(logs["d_loss"])
             epoch_seconds.append(time.perf_counter() - start)
-            resident.append(memory_sample())
-        return epoch_seconds, resident
+            samples.append(memory_sample())
+        return epoch_seconds, samples
 
     import tensorflow as tf
 
@@ -211,8 +211,8 @@ def measure_bare(args, images):
             logs = model.train_function(iterator)
         tf.nest.map_structure(lambda value: value.numpy(), logs)
         epoch_seconds.append(time.perf_counter() - start)
-        resident.append(memory_sample())
-    return epoch_seconds, resident
+        samples.append(memory_sample())
+    return epoch_seconds, samples
 
 
 def run_worker(args):
@@ -227,7 +227,7 @@ def run_worker(args):
         "fit": measure_fit,
         "bare": measure_bare,
     }[args.worker]
-    epoch_seconds, resident = measure(args, images)
+    epoch_seconds, samples = measure(args, images)
     measured = epoch_seconds[1:]
     step_seconds = statistics.median(measured) / args.steps_per_epoch
     measured_steps = len(measured) * args.steps_per_epoch
@@ -235,8 +235,8 @@ def run_worker(args):
         "step_seconds": step_seconds,
         "images_per_second": args.batch_size / step_seconds,
         "peak_megabytes": peak_megabytes(),
-        "growth_megabytes": resident[-1][0] - resident[1][0],
-        "faults_per_step": (resident[-1][1] - resident[0][1]) / measured_steps,
+        "growth_megabytes": samples[-1][0] - samples[1][0],
+        "faults_per_step": (samples[-1][1] - samples[0][1]) / measured_steps,
         "measured_epochs": len(measured),
         "devices": getattr(args, "devices", 1),
     }
