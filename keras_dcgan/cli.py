@@ -201,7 +201,7 @@ def _add_train_arguments(parser):
         help="let the C library give freed memory back to the operating "
         "system, at the cost of mapping it afresh every step (default: on "
         "Linux, keep it for the next steps, which made JAX and PyTorch "
-        "steps 18%% and 26%% shorter on a 2-core CPU; see "
+        "steps 20%% and 15%% shorter on a 2-core CPU; see "
         "keras_dcgan.retain_freed_memory)",
     )
     parser.add_argument(

@@ -6,9 +6,10 @@ output and channel pair, 1225 for the 49 outputs. The discrete Fourier
 transform of size 9x9 is large enough that the circular convolution
 does not wrap. Through it the layer takes one complex product per
 frequency, and a real input has 9x5 distinct frequencies: 45 complex
-products, 180 real ones, for all 49 outputs. The transforms are matrix
-products with constant matrices; counted in, the layer needs about a
-fifth of the direct convolution's multiplies. The transforms stay cheap
+products for all 49 outputs, each computed from three real ones (see
+`FourierPlan`). The transforms are matrix products with constant
+matrices; counted in, the layer needs about a sixth of the direct
+convolution's multiplies. The transforms stay cheap
 next to the channel products while the images are small and the
 channels many. `keras_dcgan.layers` uses this where `is_faster` expects
 it to be faster; `docs/benchmarks.md` has the measured times.
@@ -28,6 +29,7 @@ the output, about five times Keras's own rounding there.
 
 import dataclasses
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -36,19 +38,24 @@ from keras import ops
 class FourierPlan:
     """Constant matrices of a convolution computed through the DFT.
 
+    A complex product `X * G` takes four real ones. The plan computes it
+    from three, `(re X + im X) re G`, `re X (im G - re G)` and
+    `im X (re G + im G)`: the real part of `X * G` is the first minus the
+    third, the imaginary part the first plus the second. Each matrix
+    below has one block per product, in that order, so the transforms
+    lead straight from the grid to those three products and back.
+
     Attributes:
         size: Side of the square input and output grids.
         taps: Side of the square kernel.
         frequencies: Number of distinct frequencies, `Q`.
-        forward: `(2Q, size * size)`; the real then imaginary parts of the
-            transform of a flattened grid.
-        kernel: `(4Q, taps * taps)`. For a flattened kernel with spectrum
-            `G` it gives the blocks `[[re G, im G], [-im G, re G]]` of a
-            real matrix, ordered (row block, column block, frequency).
-            That matrix multiplies (real, imaginary) parts as complex
-            numbers do.
-        inverse: `(size * size, 2Q)`; from the real and imaginary parts of
-            the products back to the grid.
+        forward: `(3Q, size * size)`; from a flattened grid to the image
+            factor of each product: `re X + im X`, `re X`, `im X`.
+        kernel: `(3Q, taps * taps)`; from a flattened kernel to the
+            kernel factor of each product: `re G`, `im G - re G`,
+            `re G + im G`.
+        inverse: `(size * size, 3Q)`; from the three products of each
+            frequency back to the grid.
     """
 
     size: int
@@ -81,22 +88,22 @@ def plan(size, offsets):
     columns = np.arange(half)[None, :]
 
     def phases(positions):
-        # (len(positions), len(positions), Q) angles of the DFT terms.
+        # (len(positions) ** 2, Q) angles of the DFT terms.
         angle = (
             rows[None, None] * positions[:, None, None, None]
             + columns[None, None] * positions[None, :, None, None]
         )
-        return (2 * np.pi / length) * angle.reshape(
-            len(positions), len(positions), length * half
-        )
+        angle = (2 * np.pi / length) * angle
+        return angle.reshape(len(positions) ** 2, length * half)
 
-    def real_and_imaginary(angles):
-        flat = angles.reshape(-1, angles.shape[-1]).T
-        return np.concatenate([np.cos(flat), -np.sin(flat)])
+    def real_and_imaginary(positions):
+        angles = phases(positions).T
+        return np.cos(angles), -np.sin(angles)
 
-    grid = phases(np.arange(size))
-    real, imaginary = np.split(real_and_imaginary(phases(offsets)), 2)
-    blocks = np.concatenate([real, imaginary, -imaginary, real])
+    real, imaginary = real_and_imaginary(np.arange(size))
+    forward = np.concatenate([real + imaginary, real, imaginary])
+    real, imaginary = real_and_imaginary(offsets)
+    kernel = np.concatenate([real, imaginary - real, real + imaginary])
     # A real grid's transform is conjugate-symmetric, so only the columns
     # 0..length // 2 are kept. The inverse counts the others by doubling
     # every column that has a distinct mirror.
@@ -106,16 +113,16 @@ def plan(size, offsets):
         counts[-1] = 1.0
     counts = np.broadcast_to(counts, (length, half)).reshape(-1)
     counts = counts / (length * length)
-    flat = grid.reshape(-1, grid.shape[-1])
-    inverse = np.concatenate(
-        [np.cos(flat) * counts, -np.sin(flat) * counts], axis=1
-    )
+    angles = phases(np.arange(size))
+    real = np.cos(angles) * counts
+    imaginary = -np.sin(angles) * counts
+    inverse = np.concatenate([real + imaginary, imaginary, -real], axis=1)
     return FourierPlan(
         size=size,
         taps=len(offsets),
         frequencies=length * half,
-        forward=real_and_imaginary(grid).astype("float32"),
-        kernel=blocks.astype("float32"),
+        forward=forward.astype("float32"),
+        kernel=kernel.astype("float32"),
         inverse=inverse.astype("float32"),
     )
 
@@ -125,19 +132,19 @@ def is_faster(fourier_plan, in_channels, out_channels, backend):
 
     Counts multiplies per image: the direct convolution's
     `size**2 * taps**2 * in_channels * out_channels` against the DFT's
-    channel products and transforms. The DFT's transforms and layout
-    changes cost about as much time again as its products, and how fast
+    channel products and transforms. The DFT's layout changes cost time
+    on top of its multiplies, and how fast
     the direct convolution is depends on the backend's kernels.
     TensorFlow's oneDNN convolutions run at about the speed of its matrix
     products, so there the DFT must need at most a quarter of the
     multiplies. The CPU convolutions of JAX and PyTorch are slower, so
     there half is enough. Measured with `benchmarks/conv_floor.py
     --fourier` at batch 256 on a 2-core x86_64 CPU (`docs/benchmarks.md`),
-    the MNIST generator's stride-1 layer, which needs a fifth of the
+    the MNIST generator's stride-1 layer, which needs a sixth of the
     multiplies through the DFT, runs faster that way on every backend.
-    Its stride-2 layer and the discriminator's need half. The first runs
-    faster that way on JAX and PyTorch, and the second about as fast.
-    Both run slower that way on TensorFlow.
+    Its stride-2 layer and the discriminator's need less than half.
+    Both run faster that way on JAX and PyTorch, and slower on
+    TensorFlow.
 
     NOTE: these factors come from CPU measurements only. With cuDNN on a
     GPU the direct convolutions may win where they lose here; no GPU run
@@ -152,8 +159,8 @@ def is_faster(fourier_plan, in_channels, out_channels, backend):
     size, taps = fourier_plan.size, fourier_plan.taps
     frequencies = fourier_plan.frequencies
     direct = size**2 * taps**2 * in_channels * out_channels
-    products = 4 * frequencies * in_channels * out_channels
-    transforms = 2 * frequencies * size**2 * (in_channels + out_channels)
+    products = 3 * frequencies * in_channels * out_channels
+    transforms = 3 * frequencies * size**2 * (in_channels + out_channels)
     factor = 4 if backend == "tensorflow" else 2
     return factor * (products + transforms) <= direct
 
@@ -167,26 +174,16 @@ def kernel_spectra(kernel, fourier_plan):
         fourier_plan: A `FourierPlan` from `plan`.
 
     Returns:
-        `(Q, 2 * in_channels, 2 * out_channels)`: for each frequency, the
-        real matrix that multiplies the (real, imaginary) parts of an
-        image's spectrum as the complex spectrum of `kernel` does.
+        `(3Q, in_channels, out_channels)`: the kernel factor of each of
+        the three products of each frequency.
     """
-    taps, frequencies = fourier_plan.taps, fourier_plan.frequencies
+    taps = fourier_plan.taps
     in_channels, out_channels = kernel.shape[2], kernel.shape[3]
     spectra = ops.matmul(
         ops.convert_to_tensor(fourier_plan.kernel, dtype=kernel.dtype),
         ops.reshape(kernel, (taps * taps, in_channels * out_channels)),
     )
-    # One product and one transpose: slicing the spectrum into its real
-    # and imaginary parts cost TensorFlow's kernel gradient more than the
-    # product itself.
-    spectra = ops.reshape(
-        spectra, (2, 2, frequencies, in_channels, out_channels)
-    )
-    spectra = ops.transpose(spectra, (2, 0, 3, 1, 4))
-    return ops.reshape(
-        spectra, (frequencies, 2 * in_channels, 2 * out_channels)
-    )
+    return ops.reshape(spectra, (-1, in_channels, out_channels))
 
 
 def convolve(inputs, spectra, fourier_plan):
@@ -194,35 +191,53 @@ def convolve(inputs, spectra, fourier_plan):
 
     Args:
         inputs: `(batch, size, size, in_channels)`.
-        spectra: `(Q, 2 * in_channels, 2 * out_channels)`, from
-            `kernel_spectra` or built the same way.
+        spectra: `(3Q, in_channels, out_channels)`, from `kernel_spectra`
+            or built the same way.
         fourier_plan: A `FourierPlan` from `plan`.
 
     Returns:
         `(batch, size, size, out_channels)`, in the dtype of `inputs`.
     """
+    if keras.backend.backend() == "jax":
+        return _convolve_pixels_first(inputs, spectra, fourier_plan)
+    return _convolve_images_first(inputs, spectra, fourier_plan)
+
+
+def _convolve_pixels_first(inputs, spectra, fourier_plan):
+    # Each transform is one matrix product over the whole batch, and its
+    # result is already ordered (product, frequency, image, channel) for
+    # the batched products. The two transposes move whole rows of
+    # channels. XLA's CPU backend otherwise transposed the spectra inside
+    # the gradients element by element: this order took the three passes
+    # of the MNIST generator's first layer from 90 to 65 ms.
     size = fourier_plan.size
-    frequencies = fourier_plan.frequencies
-    in_channels = spectra.shape[1] // 2
-    out_channels = spectra.shape[2] // 2
-    dtype = inputs.dtype
-
-    def constant(matrix):
-        return ops.convert_to_tensor(matrix, dtype=dtype)
-
-    # Spectra of the images, as (frequency, batch, real and imaginary
-    # parts of each channel).
-    images = ops.matmul(
-        constant(fourier_plan.forward),
-        ops.reshape(inputs, (-1, size * size, in_channels)),
-    )
-    images = ops.reshape(images, (-1, 2, frequencies, in_channels))
-    images = ops.transpose(images, (2, 0, 1, 3))
-    images = ops.reshape(images, (frequencies, -1, 2 * in_channels))
-
+    out_channels = spectra.shape[2]
+    images = ops.reshape(inputs, (-1, size * size, spectra.shape[1]))
+    images = ops.transpose(images, (1, 0, 2))
+    images = ops.reshape(images, (size * size, -1))
+    images = ops.matmul(_constant(fourier_plan.forward, inputs), images)
+    images = ops.reshape(images, (spectra.shape[0], -1, spectra.shape[1]))
     products = ops.matmul(images, spectra)
-    products = ops.reshape(products, (frequencies, -1, 2, out_channels))
-    products = ops.transpose(products, (1, 2, 0, 3))
-    products = ops.reshape(products, (-1, 2 * frequencies, out_channels))
-    outputs = ops.matmul(constant(fourier_plan.inverse), products)
+    products = ops.reshape(products, (spectra.shape[0], -1))
+    outputs = ops.matmul(_constant(fourier_plan.inverse, inputs), products)
+    outputs = ops.reshape(outputs, (size * size, -1, out_channels))
+    outputs = ops.transpose(outputs, (1, 0, 2))
     return ops.reshape(outputs, (-1, size, size, out_channels))
+
+
+def _convolve_images_first(inputs, spectra, fourier_plan):
+    # The transforms are products of each image, the spectra transposed
+    # between them. PyTorch's matrix products of each image beat one
+    # product over the whole batch: 78 against 97 ms for the three passes
+    # of the MNIST generator's first layer.
+    size = fourier_plan.size
+    images = ops.reshape(inputs, (-1, size * size, spectra.shape[1]))
+    images = ops.matmul(_constant(fourier_plan.forward, inputs), images)
+    products = ops.matmul(ops.transpose(images, (1, 0, 2)), spectra)
+    products = ops.transpose(products, (1, 0, 2))
+    outputs = ops.matmul(_constant(fourier_plan.inverse, inputs), products)
+    return ops.reshape(outputs, (-1, size, size, spectra.shape[2]))
+
+
+def _constant(matrix, inputs):
+    return ops.convert_to_tensor(matrix, dtype=inputs.dtype)

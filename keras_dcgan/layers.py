@@ -60,24 +60,22 @@ def _phase_kernels(kernel, indices):
     return ops.reshape(phases, (stride, taps, stride, taps, first, second))
 
 
-def _phase_spectra(kernel, transform, frequencies, stride):
+def _phase_spectra(kernel, transform, stride):
     """Return the spectra of the phase kernels of `kernel`.
 
-    `transform`, `(4Q * stride**2, k * k)`, is the product of a
+    `transform`, `(3Q * stride**2, k * k)`, is the product of a
     `FourierPlan`'s kernel transform with the gather of the phase
     kernels. One matrix product with it takes `kernel`, `(k, k, a, b)`,
-    to `(2, 2, Q, stride, stride, a, b)`. These are the blocks of the real
-    matrix of each frequency (see `fourier.FourierPlan.kernel`), for each
-    pair of row and column phases.
+    to `(3Q, stride, stride, a, b)`: the kernel factor of each of the
+    three products of each frequency (see `fourier.FourierPlan`), for
+    each pair of row and column phases.
     """
     size, _, first, second = kernel.shape
     spectra = ops.matmul(
         ops.convert_to_tensor(transform, dtype=kernel.dtype),
         ops.reshape(kernel, (size * size, first * second)),
     )
-    return ops.reshape(
-        spectra, (2, 2, frequencies, stride, stride, first, second)
-    )
+    return ops.reshape(spectra, (-1, stride, stride, first, second))
 
 
 def _spectra_transform(fourier_plan, indices, size):
@@ -298,7 +296,6 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
 
     def _fourier_convolution(self, inputs):
         stride = self._phase_plan["stride"]
-        frequencies = self._fourier_plan.frequencies
         # (k, k, in_channels, filters), so that the filters stay the
         # innermost axis through the transpose below: PyTorch moved the
         # spectra of the MNIST generator's first layer in 2.0 ms instead
@@ -307,15 +304,12 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
             ops.cast(self.kernel, self.compute_dtype), (0, 1, 3, 2)
         )
         in_channels = kernel.shape[2]
-        spectra = _phase_spectra(
-            kernel, self._spectra_transform, frequencies, stride
-        )
-        # To (frequency, (part, in_channels), (part, phase_h, phase_w,
+        spectra = _phase_spectra(kernel, self._spectra_transform, stride)
+        # To (product and frequency, in_channels, (phase_h, phase_w,
         # filters)), the output channels ordered for depth-to-space.
-        spectra = ops.transpose(spectra, (2, 0, 5, 1, 3, 4, 6))
+        spectra = ops.transpose(spectra, (0, 3, 1, 2, 4))
         spectra = ops.reshape(
-            spectra,
-            (frequencies, 2 * in_channels, 2 * stride * stride * self.filters),
+            spectra, (-1, in_channels, stride * stride * self.filters)
         )
         return fourier.convolve(inputs, spectra, self._fourier_plan)
 
@@ -445,19 +439,15 @@ class Conv2D(keras.layers.Conv2D):
         phases = ops.reshape(
             phases, (-1, side, side, stride * stride * channels)
         )
-        frequencies = self._fourier_plan.frequencies
         spectra = _phase_spectra(
             ops.cast(self.kernel, self.compute_dtype),
             self._spectra_transform,
-            frequencies,
             stride,
         )
-        # To (frequency, (part, phase_h, phase_w, channels), (part,
-        # filters)), the input channels ordered as after space-to-depth.
-        spectra = ops.transpose(spectra, (2, 0, 3, 4, 5, 1, 6))
+        # (product and frequency, (phase_h, phase_w, channels), filters):
+        # the input channels are already ordered as after space-to-depth.
         spectra = ops.reshape(
-            spectra,
-            (frequencies, 2 * stride * stride * channels, 2 * self.filters),
+            spectra, (-1, stride * stride * channels, self.filters)
         )
         outputs = fourier.convolve(phases, spectra, self._fourier_plan)
         return _bias_and_activation(self, outputs)

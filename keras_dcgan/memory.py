@@ -7,21 +7,22 @@ blocks that a thread other than the main one allocates beyond its 64 MiB
 heap, and free memory at the top of a heap. Each training step then maps
 its large tensors afresh, and the kernel zero-fills every 4 KiB page on
 the step's first write to it. We measured the MNIST DCGAN at batch 256
-on a 2-core x86_64 virtual machine. A JAX step took about 78 000 of these
-page faults, for XLA's 304 MiB of temporary buffers, which a worker
-thread allocates. A PyTorch step took 28 000 to 69 000. Between 0.07 and
-0.55 s of a step of 0.6 to 1.1 s was kernel time. TensorFlow's allocator
+on a 2-core x86_64 virtual machine. A JAX step took about 87 000 of these
+page faults, for XLA's temporary buffers of over 300 MiB, which a worker
+thread allocates. A PyTorch step took 40 000 to 49 000. In earlier
+measurements, between 0.07 and 0.55 s of a step of 0.6 to 1.1 s was
+kernel time. TensorFlow's allocator
 keeps its memory, and its steps took a few hundred page faults at most.
 
 `retain_freed_memory` makes glibc keep what it frees. In
 `benchmarks/throughput.py` (median of 3 runs against 2, same machine)
-the JAX step then took 0.58 s instead of 0.71, and the PyTorch step
-0.52 s instead of 0.70. Most runs took no page faults, and the NOTE
+the JAX step then took 0.47 s instead of 0.58, and the PyTorch step
+0.48 s instead of 0.57. Most runs took no page faults, and the NOTE
 of `retain_freed_memory` describes the others. The
 process keeps the memory of its largest step until it exits, as the
 caching allocators of GPU frameworks do, and a fragmented heap keeps
-more: JAX's peak resident memory went from 1.6 GiB to between 1.8
-and 2.7 GiB.
+more: JAX's peak resident memory went from 1.8 GiB to between 2.3
+and 2.6 GiB.
 
 NOTE: one arena for all threads may slow programs whose threads
 allocate often at the same time; only the DCGAN step was measured.
@@ -67,11 +68,16 @@ def retain_freed_memory():
     threads started later share them with the main heap in turn. NumPy's
     OpenBLAS threads, started when NumPy is imported, have one. A JAX
     worker thread that shares it still maps its blocks of more than
-    64 MiB afresh. In `benchmarks/throughput.py`, 3 of 6 JAX runs still
-    took 2 300 to 2 600 page faults per step (78 000 without the call),
-    for reasons not traced. Only
+    64 MiB afresh. Only
     `GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`,
     set before Python starts, covers every thread.
+
+    Some runs still take page faults with the call: when the freed
+    memory has become too fragmented to hold XLA's temporary buffers,
+    the heap grows once by their size. In one JAX run timed step by
+    step, one step took 1.9 s and 77 823 page faults, the steps around
+    it 0.55 s, and `strace` showed the heap growing and no memory given
+    back.
 
     Returns:
         `True` if the options were set. `False` where the C library is

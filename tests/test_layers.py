@@ -177,13 +177,17 @@ def test_fourier_plan_of_the_mnist_generator():
     # 5 columns of a real input's conjugate-symmetric spectrum.
     plan = fourier.plan(7, [-2, -1, 0, 1, 2])
     assert (plan.size, plan.taps, plan.frequencies) == (7, 5, 45)
-    assert plan.forward.shape == (90, 49)
-    assert plan.kernel.shape == (180, 25)
-    assert plan.inverse.shape == (49, 90)
-    # The inverse undoes the transform of any grid.
+    # Three real products per frequency instead of a complex one's four.
+    assert plan.forward.shape == (135, 49)
+    assert plan.kernel.shape == (135, 25)
+    assert plan.inverse.shape == (49, 135)
+    # The kernel of one tap at offset 0 (the middle of 5x5, flat index
+    # 12) has the spectrum 1 at every frequency; multiplying by it and
+    # transforming back gives any grid back.
     grid = np.random.default_rng(0).standard_normal(49)
+    identity = plan.kernel[:, 12]
     np.testing.assert_allclose(
-        plan.inverse @ (plan.forward @ grid), grid, atol=1e-5
+        plan.inverse @ (identity * (plan.forward @ grid)), grid, atol=1e-5
     )
 
 
