@@ -20,11 +20,15 @@ add up the whole grid, so the error follows the size of all the inputs
 rather than of each output. For inputs and weights of order 1, as
 between the layers of a DCGAN, outputs and gradients agree with Keras's
 layers within 1e-5 of the largest value (`tests/test_layers.py`).
+Three real products per complex one round a little more than four:
+over 20 random 7x7 layers with a 5x5 kernel, the median error was about
+1.5 times that of the four-product form, and below Keras's own.
 
 NOTE: inputs with a large common offset that cancels in the outputs
 lose more precision, for example a channel and its negation under equal
-and opposite weights. At an offset of 1000 the error is about 1e-4 of
-the output, about five times Keras's own rounding there.
+and opposite weights. At an offset of 1000 the error is 1e-4 to 4e-4 of
+the output over 20 random layers, 6 to 15 times Keras's own rounding
+there.
 """
 
 import dataclasses
@@ -208,8 +212,9 @@ def _convolve_pixels_first(inputs, spectra, fourier_plan):
     # result is already ordered (product, frequency, image, channel) for
     # the batched products. The two transposes move whole rows of
     # channels. XLA's CPU backend otherwise transposed the spectra inside
-    # the gradients element by element: this order took the three passes
-    # of the MNIST generator's first layer from 90 to 65 ms.
+    # the gradients element by element. One jitted function of the
+    # forward pass and both gradients of the MNIST generator's first
+    # layer, batch 256, took 65 ms in this order and 90 ms image by image.
     size = fourier_plan.size
     out_channels = spectra.shape[2]
     images = ops.reshape(inputs, (-1, size * size, spectra.shape[1]))
@@ -228,8 +233,9 @@ def _convolve_pixels_first(inputs, spectra, fourier_plan):
 def _convolve_images_first(inputs, spectra, fourier_plan):
     # The transforms are products of each image, the spectra transposed
     # between them. PyTorch's matrix products of each image beat one
-    # product over the whole batch: 78 against 97 ms for the three passes
-    # of the MNIST generator's first layer.
+    # product over the whole batch: the forward pass and both gradients
+    # of the MNIST generator's first layer, batch 256, took 78 ms in this
+    # order and 97 ms pixels first.
     size = fourier_plan.size
     images = ops.reshape(inputs, (-1, size * size, spectra.shape[1]))
     images = ops.matmul(_constant(fourier_plan.forward, inputs), images)
