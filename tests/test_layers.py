@@ -181,9 +181,8 @@ def test_fourier_plan_of_the_mnist_generator():
     assert plan.forward.shape == (135, 49)
     assert plan.kernel.shape == (135, 25)
     assert plan.inverse.shape == (49, 135)
-    # The kernel of one tap at offset 0 (the middle of 5x5, flat index
-    # 12) has the spectrum 1 at every frequency; multiplying by it and
-    # transforming back gives any grid back.
+    # The tap at offset 0 (flat index 12 of 5x5) has the spectrum 1 at
+    # every frequency, so multiplying by it gives any grid back.
     grid = np.random.default_rng(0).standard_normal(49)
     identity = plan.kernel[:, 12]
     np.testing.assert_allclose(
